@@ -1,0 +1,231 @@
+"""Shared fixtures: the real ComfyUI host (in-process) and the random-weight model files host tests use.
+
+Host tests need ComfyUI 0.3.64 + AnimateDiff-Evolved set up by ``../shared/hosts/setup-host.sh`` and
+``COMFYUI_PATH`` pointing at it (``.ci/run`` does both). Without a host they skip with a message
+that says how to enable them; under CI (``CI`` set) they fail instead, and any skipped host test
+fails the session.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ADE_DIR_NAME = "ComfyUI-AnimateDiff-Evolved"
+PACK_DIR_NAME = "comfyui-sma"
+HOST_HOWTO = (
+    "host tests need the real ComfyUI host: run\n"
+    '    eval "$(bash ../shared/hosts/setup-host.sh .hosts)"\n'
+    "in the repo root (it prints export COMFYUI_PATH=...), then run the tests again"
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def comfyui_path() -> Path | None:
+    """The host's ComfyUI folder from ``COMFYUI_PATH``, or None when it is not set up."""
+    value = os.environ.get("COMFYUI_PATH")
+    if value and (Path(value) / "main.py").is_file():
+        return Path(value).resolve()
+    return None
+
+
+def require_host() -> Path:
+    """Return the host path; skip the test without a host (fail under CI)."""
+    path = comfyui_path()
+    if path is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(HOST_HOWTO)
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).name.startswith("test_host_"):
+            item.add_marker(pytest.mark.host)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host: runs inside the real ComfyUI + AnimateDiff-Evolved host")
+
+
+_skipped_host_tests: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "test_host_" in report.nodeid:
+        _skipped_host_tests.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and comfyui_path() is not None and _skipped_host_tests:
+        print(f"\nCI: the host is set up but {len(_skipped_host_tests)} host test(s) skipped:", file=sys.stderr)
+        for nodeid in _skipped_host_tests:
+            print("   ", nodeid, file=sys.stderr)
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped_host_tests and comfyui_path() is None:
+        terminalreporter.write_line(f"{len(_skipped_host_tests)} host tests skipped. {HOST_HOWTO}")
+
+
+@pytest.fixture(scope="session")
+def test_models_dir() -> Path:
+    """Folder for generated random-weight model files, reused across host tests (and runs).
+
+    ``SMA_TEST_MODELS`` overrides it; the default ``.test-models/`` in the repo is git-ignored.
+    """
+    path = Path(os.environ.get("SMA_TEST_MODELS", REPO_ROOT / ".test-models"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _generated_file(path: Path, make) -> Path:
+    """Write ``make()``'s state dict to ``path`` once (atomically) and return the path."""
+    if not path.is_file():
+        import safetensors.torch
+
+        tmp = path.with_name(path.name + ".tmp")
+        safetensors.torch.save_file(make(), str(tmp))
+        os.replace(tmp, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_v3_motion_module_file(test_models_dir: Path) -> Path:
+    """A full-size AnimateDiff v3 layout motion module with random fp16 values (original naming)."""
+    import torch
+
+    from sma.models.build import motion_module_state_dict
+
+    return _generated_file(
+        test_models_dir / "v3_sd15_mm_random.safetensors",
+        lambda: motion_module_state_dict("v3", size="full", dtype=torch.float16, seed=0),
+    )
+
+
+class StubPromptServer:
+    """The parts of ``server.PromptServer`` that execution and nodes touch; records messages."""
+
+    def __init__(self) -> None:
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata: dict = {}
+        self.messages: list = []
+
+    def send_sync(self, event, data, sid=None) -> None:
+        self.messages.append((event, data))
+
+    def send_progress_text(self, text, node_id, sid=None) -> None:
+        self.messages.append(("progress_text", {"node": node_id, "text": text}))
+
+    def queue_updated(self) -> None:
+        pass
+
+
+def link_pack_as_custom_node(custom_nodes: Path) -> Path:
+    """Install this repo into ``custom_nodes`` the way users do (a folder named ``comfyui-sma``)."""
+    custom_nodes.mkdir(parents=True, exist_ok=True)
+    link = custom_nodes / PACK_DIR_NAME
+    if not link.exists():
+        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    return link
+
+
+@pytest.fixture(scope="session")
+def comfy_host(tmp_path_factory, test_models_dir):
+    """ComfyUI + AnimateDiff-Evolved + this pack, booted in-process on the CPU (one per session).
+
+    Returns a namespace with ``nodes`` (ComfyUI's module), ``folder_paths``, ``base`` (tmp root),
+    ``models`` (folder with ``checkpoints``, ``animatediff_models``, ``animatediff_motion_lora``),
+    ``packs`` (pack -> imported cleanly), ``pack_nodes`` (this pack's node ids),
+    ``run(prompt) -> outputs`` and ``output(node_id, slot)``.
+    """
+    host = require_host()
+    if str(host) not in sys.path:
+        sys.path.insert(0, str(host))
+
+    from comfy.cli_args import args
+
+    args.cpu = True  # must precede the first import of comfy.model_management
+
+    import folder_paths
+    import utils.extra_config
+
+    base = tmp_path_factory.mktemp("comfy")
+    for name, setter in (("output", folder_paths.set_output_directory),
+                         ("temp", folder_paths.set_temp_directory),
+                         ("input", folder_paths.set_input_directory),
+                         ("user", folder_paths.set_user_directory)):
+        (base / name).mkdir()
+        setter(str(base / name))
+
+    models = base / "models"
+    for sub in ("checkpoints", "animatediff_models", "animatediff_motion_lora"):
+        (models / sub).mkdir(parents=True)
+    yaml_path = base / "extra_model_paths.yaml"
+    yaml_path.write_text(
+        "tests:\n"
+        f"    base_path: {models}\n"
+        "    checkpoints: checkpoints\n"
+        "    animatediff_models: animatediff_models\n"
+        "    animatediff_motion_lora: animatediff_motion_lora\n"
+    )
+    utils.extra_config.load_extra_path_config(str(yaml_path))
+
+    import execution
+    import hook_breaker_ac10a0
+    import nodes
+    import server
+
+    stub = StubPromptServer()
+    server.PromptServer.instance = stub
+
+    hook_breaker_ac10a0.save_functions()
+    failed_extras = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    pack_dir = link_pack_as_custom_node(base / "custom_nodes")
+    packs = {}
+    before = set(nodes.NODE_CLASS_MAPPINGS)
+    for name, path in ((ADE_DIR_NAME, host / "custom_nodes" / ADE_DIR_NAME), (PACK_DIR_NAME, pack_dir)):
+        core_names = set(nodes.NODE_CLASS_MAPPINGS)
+        packs[name] = asyncio.run(nodes.load_custom_node(str(path), ignore=core_names, module_parent="custom_nodes"))
+    hook_breaker_ac10a0.restore_functions()
+    pack_nodes = sorted(k for k in set(nodes.NODE_CLASS_MAPPINGS) - before
+                        if getattr(nodes.NODE_CLASS_MAPPINGS[k], "RELATIVE_PYTHON_MODULE", "") == f"custom_nodes.{PACK_DIR_NAME}")
+
+    executor = execution.PromptExecutor(stub, cache_type=execution.CacheType.CLASSIC)
+
+    def validate(prompt: dict):
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(prompt: dict, expect_success: bool = True) -> dict:
+        """Validate and execute an API-format prompt; return ``{node_id: ui_output}``."""
+        prompt_id = str(uuid.uuid4())
+        valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+        assert valid, (error, node_errors)
+        executor.execute(prompt, prompt_id, {}, outputs)
+        if expect_success:
+            assert executor.success, [m for m in executor.status_messages if m[0] == "execution_error"]
+        return executor.history_result["outputs"]
+
+    def errors() -> list[dict]:
+        """The ``execution_error`` messages of the last run."""
+        return [m[1] for m in executor.status_messages if m[0] == "execution_error"]
+
+    def output(node_id: str, slot: int = 0):
+        """Raw (cached) output of a node of the last run (cache layout of 0.3.64)."""
+        return executor.caches.outputs.get(node_id)[slot][0]
+
+    return SimpleNamespace(nodes=nodes, folder_paths=folder_paths, base=base, models=models,
+                           failed_extras=failed_extras, packs=packs, pack_nodes=pack_nodes,
+                           executor=executor, server=stub, validate=validate, run=run,
+                           errors=errors, output=output, path=host)
