@@ -1,0 +1,37 @@
+"""Atomic file writes: a temp file in the target folder, renamed over the target only when complete."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import SMAInputError
+
+
+@contextlib.contextmanager
+def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success it replaces ``path``, on any error it is removed.
+
+    The old file (if any) stays untouched until the new one is complete. A full disk becomes an
+    SMAInputError that says so.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SMAInputError(
+                f"not enough disk space to write {target} ({error.strerror}); free some space and try again. "
+                "Nothing was overwritten.") from error
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
