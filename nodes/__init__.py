@@ -1,4 +1,11 @@
 """Thin ComfyUI (V3 API) adapters over the ``sma`` library, one module per node family."""
 from comfy_api.latest import io
 
-NODE_CLASSES: list[type[io.ComfyNode]] = []
+from .common import register_model_folders
+from .video import LoadReferenceVideo
+
+register_model_folders()
+
+NODE_CLASSES: list[type[io.ComfyNode]] = [
+    LoadReferenceVideo,
+]

@@ -63,7 +63,9 @@ def test_server_boots_and_serves_every_node(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     log_text = log_path.read_text()
-    assert "IMPORT FAILED" not in log_text.replace("nodes_audio", ""), log_text[-4000:]
+    # without torchaudio ComfyUI's two audio extras fail to import; nothing else may
+    failed = [line for line in log_text.splitlines() if "IMPORT FAILED" in line and "nodes_audio" not in line]
+    assert not failed, log_text[-4000:]
     assert ADE_NODES <= set(object_info)
     missing = EXPECTED_NODES - set(object_info)
     assert not missing, f"nodes missing from /object_info: {missing}\n{log_text[-4000:]}"

@@ -42,3 +42,12 @@ def test_every_sma_module_imports_without_comfyui():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_sma_imports_itself_relatively():
+    """Inside ComfyUI the library is ``<pack>.sma``, not a top-level ``sma``: absolute self-imports break there."""
+    offenders = {}
+    for path in sorted((REPO_ROOT / "sma").rglob("*.py")):
+        if "sma" in _imported_top_level_names(path):
+            offenders[str(path.relative_to(REPO_ROOT))] = "imports 'sma' absolutely; use 'from .x import y'"
+    assert not offenders, offenders
