@@ -1,0 +1,117 @@
+"""GroupNorm statistics per frame or across frames, to match what AnimateDiff-Evolved (ADE) runs.
+
+diffusers' motion module (``AnimateDiffTransformer3D``) normalises ``[B, C, F, H, W]``, i.e. with
+statistics over all frames; ADE normalises each frame (``[(B F), C, H, W]``). For v1 models ADE instead
+swaps every GroupNorm of the diffusion model, temporal and spatial, for one with statistics across the
+frames of each video. :class:`FrameGroupNorm` does either, whatever layout it is called with, and keeps
+the ``weight``/``bias`` names so state dicts and LoRA key names do not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FrameMode = Literal["per_frame", "across_frames"]
+_COUNTER_ATTR = "_sma_frame_counter"
+
+
+@dataclass
+class FrameCounter:
+    """Frames per video of the current forward call, set by a pre-hook on the ``UNetMotionModel``."""
+
+    frames: int | None = None
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm with explicit frame handling.
+
+    Inputs: ``[B, C, F, H, W]`` (diffusers motion modules) or ``[(B F), C, H, W]`` (spatial layers);
+    output has the input's shape. ``mode="per_frame"`` takes statistics over (C/G, H, W) of each frame;
+    ``mode="across_frames"`` over (C/G, F, H, W) of each video, reading F for 4-D inputs from ``counter``.
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, *,
+                 mode: FrameMode = "per_frame", counter: FrameCounter | None = None, device=None, dtype=None):
+        super().__init__(num_groups, num_channels, eps, affine, device=device, dtype=dtype)
+        self.mode: FrameMode = mode
+        self.counter = counter
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 5 and self.mode == "per_frame":
+            b, c, f, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(b * f, c, h, w)
+            return self._norm(frames).reshape(b, f, c, h, w).transpose(1, 2)
+        if x.ndim == 4 and self.mode == "across_frames":
+            f = self.counter.frames if self.counter is not None else None
+            if f is None or x.shape[0] % f:
+                raise RuntimeError(
+                    f"across-frames GroupNorm needs the frame count of the call (got {f} for batch {x.shape[0]})."
+                )
+            bf, c, h, w = x.shape
+            video = x.reshape(bf // f, f, c, h, w).transpose(1, 2)
+            return self._norm(video).transpose(1, 2).reshape(bf, c, h, w)
+        return self._norm(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mode={self.mode}"
+
+
+def _record_frames(model: nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: store F of ``sample`` [B, C, F, H, W] in the model's counter."""
+    sample = kwargs.get("sample", args[0] if args else None)
+    getattr(model, _COUNTER_ATTR).frames = int(sample.shape[2])
+
+
+def _counter(model: nn.Module) -> FrameCounter:
+    """The model's frame counter, installing the pre-hook that fills it from ``sample`` [B, C, F, H, W] once."""
+    counter = getattr(model, _COUNTER_ATTR, None)
+    if counter is None:
+        counter = FrameCounter()
+
+        setattr(model, _COUNTER_ATTR, counter)
+        model.register_forward_pre_hook(_record_frames, with_kwargs=True)
+    return counter
+
+
+def _set_modes(model: nn.Module, mode: FrameMode, *, temporal: bool) -> nn.Module:
+    """Give every GroupNorm inside (``temporal``) or outside (not ``temporal``) motion modules ``mode``."""
+    counter = _counter(model) if mode == "across_frames" else getattr(model, _COUNTER_ATTR, None)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.GroupNorm) or (".motion_modules." in f".{name}") != temporal:
+            continue
+        if isinstance(module, FrameGroupNorm):
+            module.mode, module.counter = mode, counter
+            continue
+        if not temporal and mode == "per_frame":
+            continue  # a plain GroupNorm on [(B F), C, H, W] already normalises each frame
+        new = FrameGroupNorm(module.num_groups, module.num_channels, module.eps, module.affine,
+                             mode=mode, counter=counter, device="meta")
+        new.weight, new.bias = module.weight, module.bias
+        new.train(module.training)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, new)
+    return model
+
+
+def use_per_frame_temporal_norm(model: nn.Module) -> nn.Module:
+    """Make the motion modules' GroupNorms normalise each frame separately, as ADE does (idempotent; in place)."""
+    return _set_modes(model, "per_frame", temporal=True)
+
+
+def use_ade_group_norms(model: nn.Module, family: str) -> nn.Module:
+    """Match ADE's GroupNorms for ``family`` (idempotent; in place; returns ``model``).
+
+    v1: every GroupNorm, temporal and spatial, has statistics across the frames of each video (ADE's v1
+    patch). Other families: motion modules per frame, spatial layers per frame (plain GroupNorm behaviour).
+    """
+    mode: FrameMode = "across_frames" if family == "v1" else "per_frame"
+    _set_modes(model, mode, temporal=True)
+    return _set_modes(model, mode, temporal=False)
