@@ -229,3 +229,39 @@ def comfy_host(tmp_path_factory, test_models_dir):
                            failed_extras=failed_extras, packs=packs, pack_nodes=pack_nodes,
                            executor=executor, server=stub, validate=validate, run=run,
                            errors=errors, output=output, path=host)
+
+
+# --- generation fixtures: full-size random SD1.5 checkpoint + motion module placed in the host ---------
+# (owned by the host-generation tests: tests/host_models.py, tests/host_graphs.py, tests/test_host_generation.py)
+
+SD15_CHECKPOINT_NAME = "sd15_random.safetensors"
+
+
+def place_model_file(folder: Path, source: Path, name: str | None = None) -> str:
+    """Make ``source`` listable by the host in ``folder`` (a symlink named ``name``); return the file name."""
+    name = name or source.name
+    target = folder / name
+    if not target.exists():
+        target.symlink_to(source.resolve())
+    return name
+
+
+@pytest.fixture(scope="session")
+def full_sd15_checkpoint_file(comfy_host, test_models_dir: Path) -> Path:
+    """A full-size SD1.5 checkpoint with random fp16 values (~2.1 GB), listed by the host as
+    ``SD15_CHECKPOINT_NAME`` under ``checkpoints`` (generated once into ``test_models_dir``)."""
+    import torch
+
+    from host_models import sd15_checkpoint_state_dict
+
+    path = _generated_file(test_models_dir / SD15_CHECKPOINT_NAME,
+                           lambda: sd15_checkpoint_state_dict(dtype=torch.float16, seed=0))
+    place_model_file(comfy_host.models / "checkpoints", path, SD15_CHECKPOINT_NAME)
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_v3_motion_module_in_host(comfy_host, full_v3_motion_module_file: Path) -> str:
+    """The full-size random v3 motion module, listed under ``animatediff_models``; returns its file name."""
+    return place_model_file(comfy_host.models / "animatediff_models", full_v3_motion_module_file)
+# --- end of generation fixtures ---------------------------------------------------------------------
