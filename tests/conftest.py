@@ -25,6 +25,9 @@ HOST_HOWTO = (
     "in the repo root (it prints export COMFYUI_PATH=...), then run the tests again"
 )
 
+# MKL's multi-threaded kernels may round differently from run to run (memory alignment); conditional
+# numerical reproducibility makes CPU training bit-exact across a resume. Must precede the first BLAS call.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -1,0 +1,88 @@
+"""Apply Motion LoRA: put a learned motion into AnimateDiff-Evolved's motion-LoRA chain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import folder_paths
+from comfy_api.latest import io
+
+from ..sma.lora import load_motion_lora, lora_rank, read_lora_file, save_motion_lora
+from .common import CATEGORY, MOTION_LORA_FOLDER, user_errors
+
+MotionLora = io.Custom("MOTION_LORA")
+ADE_LORA_LOADER = "ADE_AnimateDiffLoRALoader"
+ADE_MISSING = (
+    "AnimateDiff-Evolved is not installed, and it is what samples with motion LoRAs. Install it with "
+    "ComfyUI-Manager (search 'AnimateDiff Evolved'), or: cd ComfyUI/custom_nodes && git clone "
+    "https://github.com/Kosinkadink/ComfyUI-AnimateDiff-Evolved, then restart ComfyUI.")
+
+
+def _ade_lora_loader():
+    import nodes as comfy_nodes  # ComfyUI's own module (the pack's nodes/ is a sub-package)
+
+    loader = comfy_nodes.NODE_CLASS_MAPPINGS.get(ADE_LORA_LOADER)
+    if loader is None:
+        raise ValueError(f"Apply Motion LoRA: {ADE_MISSING}")
+    return loader
+
+
+def ade_readable_name(name: str) -> str:
+    """The name of an ADE-readable version of motion LoRA ``name`` (itself when it already is one).
+
+    LoRAs from other trainers (diffusers / kohya / MotionDirector naming, alpha keys) are converted once
+    into ``<stem>.ade.safetensors`` beside the original, which ADE's own loader then reads.
+    """
+    path = Path(folder_paths.get_full_path_or_raise(MOTION_LORA_FOLDER, name))
+    state, metadata = load_motion_lora(path)
+    raw, _ = read_lora_file(path)
+    if set(raw) == set(state) and path.suffix == ".safetensors":
+        return name
+    converted = path.with_name(path.stem + ".ade.safetensors")
+    if not converted.is_file() or converted.stat().st_mtime < path.stat().st_mtime:
+        save_motion_lora(converted, state, {**metadata, "converted_from": path.name})
+    return str(Path(name).with_name(converted.name))
+
+
+def describe(name: str) -> str:
+    """One paragraph about a motion LoRA file: layers, rank, and the training settings it carries."""
+    state, metadata = load_motion_lora(folder_paths.get_full_path_or_raise(MOTION_LORA_FOLDER, name))
+    lines = [f"{name}: {len(state) // 2} layers, rank {lora_rank(state) or 'mixed'}"]
+    for key in ("motion_module_family", "frames", "resolution", "steps", "sma_mode", "sma_version"):
+        if key in metadata:
+            lines.append(f"{key}: {metadata[key]}")
+    return "\n".join(lines)
+
+
+class ApplyMotionLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SMA_ApplyMotionLoRA",
+            display_name="Apply Motion LoRA (SMA)",
+            category=f"{CATEGORY}/lora",
+            description=(
+                "Adds a learned motion LoRA to AnimateDiff-Evolved's motion-LoRA chain: connect the output to "
+                "'motion_lora' of Load AnimateDiff Model (Gen2). Chain several with prev_motion_lora. LoRAs from other "
+                "trainers are converted once to ADE's format (<name>.ade.safetensors)."),
+            inputs=[
+                io.Combo.Input("lora_name", options=folder_paths.get_filename_list(MOTION_LORA_FOLDER),
+                               tooltip="A file in models/animatediff_motion_lora (where Train Motion LoRA saves)."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01,
+                               tooltip="How strongly the learned motion applies. 1.0 as trained; 0.6-0.9 if the motion "
+                                       "overpowers the prompt."),
+                MotionLora.Input("prev_motion_lora", optional=True, tooltip="An earlier motion LoRA of the chain."),
+            ],
+            outputs=[
+                MotionLora.Output(display_name="motion_lora"),
+                io.String.Output(display_name="info", tooltip="Layers, rank and the training settings in the file."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
+        loader = _ade_lora_loader()
+        with user_errors("Apply Motion LoRA"):
+            ade_name = ade_readable_name(lora_name)
+            info = describe(lora_name)
+        (chain,) = loader().load_motion_lora(name=ade_name, strength=strength, prev_motion_lora=prev_motion_lora)
+        return io.NodeOutput(chain, info)

@@ -1,0 +1,150 @@
+"""Resumable training checkpoints: one safetensors file per checkpoint, written atomically.
+
+Tensors (LoRA weights, optimizer moments, RNG states) are the file's tensors; everything else (step,
+config, loss history, optimizer hyper-parameters, LR-scheduler and GradScaler state, Python/NumPy RNG
+state) is JSON in the file's ``__metadata__`` under ``"sma_checkpoint"``. No pickle anywhere, so loading
+a checkpoint cannot run code. Files are named ``checkpoint-<step:06d>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import SMAInputError
+
+METADATA_KEY = "sma_checkpoint"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^checkpoint-(\d{6,})\.safetensors$")
+
+
+def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
+    return Path(folder) / f"checkpoint-{step:06d}.safetensors"
+
+
+def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Checkpoint files in ``folder``, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest checkpoint file in ``folder``, or None."""
+    files = list_checkpoints(folder)
+    return files[-1] if files else None
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
+    """Write ``tensors`` + JSON ``state`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})}
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(payload, temp, metadata=metadata)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, state)`` of a checkpoint file (CPU tensors).
+
+    Raises:
+        SMAInputError: not a file written by :func:`save_checkpoint`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SMAInputError(f"no checkpoint file at {path}.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise SMAInputError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    if raw is None:
+        raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
+    state = json.loads(raw)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise SMAInputError(f"{path}: checkpoint format {state.get('format_version')!r}, "
+                            f"this version reads {FORMAT_VERSION}.")
+    return tensors, state
+
+
+def prune_checkpoints(folder: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoint files."""
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+# --- optimizer state --------------------------------------------------------------------------------------
+
+def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (``optimizer.<param>.<name>``) and JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for index, entries in state_dict["state"].items():
+        plain[str(index)] = {}
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                plain[str(index)][name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "plain": plain}
+
+
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer_state`."""
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in data["plain"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else dict(g) for g in data["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# --- random number generators -----------------------------------------------------------------------------
+
+def capture_rng(generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """States of the trainer's generator, torch (CPU, CUDA), Python ``random`` and NumPy."""
+    tensors = {"rng.trainer": generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    version, values, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    plain = {"python": [version, list(values), gauss],
+             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return tensors, plain
+
+
+def restore_rng(generator: torch.Generator, tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (CUDA states only where this machine has the same GPUs)."""
+    generator.set_state(tensors["rng.trainer"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.split(".")[-1]))
+    cuda = [tensors[k] for k in cuda_keys]
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+    version, values, gauss = plain["python"]
+    random.setstate((version, tuple(values), gauss))
+    kind, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))

@@ -1,0 +1,74 @@
+"""What the trainer reports: per-step progress, callbacks, the final result, and divergence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SMAInputError
+
+
+class TrainingDiverged(SMAInputError):
+    """A loss or gradient became NaN/inf; training stopped before that update was applied.
+
+    Attributes: ``step`` (1-based step that failed), ``component`` (which loss), ``checkpoint`` (path of
+    the last good checkpoint, or None).
+    """
+
+    def __init__(self, step: int, component: str, checkpoint: Path | None) -> None:
+        self.step, self.component, self.checkpoint = step, component, checkpoint
+        where = (f"the last good checkpoint is {checkpoint} (resume from it with a lower learning rate)"
+                 if checkpoint else "no checkpoint was written yet")
+        super().__init__(f"training diverged at step {step}: {component} is NaN or inf. Lower lr_temporal / "
+                         f"lr_spatial, keep max_grad_norm on, or use precision 'fp32' or 'bf16'; {where}.")
+
+
+@dataclass
+class StepReport:
+    """What ``on_step`` gets after each optimizer step (``step`` is 1-based)."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    learning_rates: dict[str, float]
+    grad_norms: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class TrainCallbacks:
+    """Optional hooks: progress, previews ``[F, 3, h, w]`` in 0..1 (latent resolution), cancellation."""
+
+    on_step: Callable[[StepReport], None] | None = None
+    on_preview: Callable[[int, torch.Tensor], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.run`.
+
+    Attributes:
+        lora_state: the motion LoRA in ADE format (fp16, CPU), ready for ``sma.lora.save_motion_lora``.
+        metadata: training facts for the file's metadata (family, frames, size, SMA settings, steps...).
+        losses: one dict of loss components per step done (resumed runs include the earlier steps).
+        last_preview: the last preview ``[F, 3, h, w]`` or None.
+        stopped_early: ``should_stop`` ended training before ``config.steps``.
+        step: optimizer steps done.
+        spatial_state: with ``keep_spatial``: ``{spatial layer (diffusers name): {"down", "up"}}`` with
+            ``alpha / rank`` baked into ``up`` (fp16); not loadable by ADE.
+        checkpoint: path of the last checkpoint written, or None.
+    """
+
+    lora_state: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    losses: list[dict[str, float]]
+    last_preview: torch.Tensor | None
+    stopped_early: bool
+    step: int
+    spatial_state: dict[str, dict[str, torch.Tensor]] | None = None
+    checkpoint: Path | None = None
