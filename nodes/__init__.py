@@ -2,10 +2,19 @@
 from comfy_api.latest import io
 
 from .common import register_model_folders
+from .lora import ApplyMotionLoRA
+from .metrics import MotionFidelity
+from .spectra import VisualizeSpectra
+from .train import AddReferenceClip, TrainMotionLoRA
 from .video import LoadReferenceVideo
 
 register_model_folders()
 
 NODE_CLASSES: list[type[io.ComfyNode]] = [
     LoadReferenceVideo,
+    TrainMotionLoRA,
+    AddReferenceClip,
+    ApplyMotionLoRA,
+    VisualizeSpectra,
+    MotionFidelity,
 ]

@@ -7,7 +7,10 @@ clips of the same length, plus one on point tracks:
   flattened signed motion vectors of the two clips, averaged over the ``F - 1`` pairs. 1 = the same
   motion pattern (any speed), 0 = unrelated, -1 = the opposite motion. Zero motion (a motion vector
   whose RMS is at most ``still_rms``, a numerical zero) has no direction, so for that pair: both still
-  -> 1 (they agree), exactly one still -> 0 (nothing in common).
+  -> 1 (they agree), exactly one still -> 0 (nothing in common). The cosine compares motion at the
+  same places: in latents (an object moves a fraction of a latent pixel per frame) a reversed clip scores
+  near -1, while in pixels, where the object has left the places it was, reversed or unrelated motion
+  both score near 0. Speed is not seen by the cosine; the distances see it.
 - **global / local distance** (`spectral_distances`): the SMA wavelet (global) and Fourier (local)
   terms of `loss.SMALoss` between the clips, computed by the loss itself, without timestep weight and
   independent of the lambdas. 0 = identical motion. Same formulas as training (``plus`` mode by default).
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import SMAInputError
-from .loss import SMAConfig, SMALoss, motion_vectors
+from .loss import SMAConfig, SMALoss
 
 MIN_FRAMES = 3
 """Frames a clip needs for the metrics: 2 motion vectors, the least the wavelet distance works on."""
@@ -136,15 +139,15 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
         raise SMAInputError(f"pred has shape {tuple(pred.shape)} but target has {tuple(target.shape)}: they must match")
 
 
-def _cosine_with_still(u: Tensor, v: Tensor, still: float) -> Tensor:
-    """Cosine along the last axis, with the zero-motion rule (both still -> 1, one still -> 0)."""
-    norm_u, norm_v = u.norm(dim=-1), v.norm(dim=-1)
+def _cosine_with_still(dot: Tensor, norm_u: Tensor, norm_v: Tensor, still: float) -> Tensor:
+    """``dot / (norm_u * norm_v)`` with the zero-motion rule: both norms <= ``still`` -> 1, one -> 0."""
     moving_u, moving_v = norm_u > still, norm_v > still
-    cos = (u * v).sum(dim=-1) / (norm_u * norm_v).clamp_min(torch.finfo(u.dtype).tiny)
-    cos = torch.where(moving_u & moving_v, cos.clamp(-1.0, 1.0), torch.zeros_like(cos))
+    cos = (dot / (norm_u * norm_v).clamp_min(torch.finfo(dot.dtype).tiny)).clamp(-1.0, 1.0)
+    cos = torch.where(moving_u & moving_v, cos, torch.zeros_like(cos))
     return torch.where(~moving_u & ~moving_v, torch.ones_like(cos), cos)
 
 
+@torch.no_grad()
 def frame_pair_cosine(pred: Tensor, target: Tensor, still_rms: float = STILL_RMS) -> Tensor:
     """Cosine between the flattened signed motion vectors of two clips, per frame pair.
 
@@ -153,13 +156,18 @@ def frame_pair_cosine(pred: Tensor, target: Tensor, still_rms: float = STILL_RMS
         still_rms: motion vectors with RMS <= this count as still (see module docstring for the rule).
 
     Returns:
-        ``[B, F - 1]`` float64 in [-1, 1].
+        ``[B, F - 1]`` float64 in [-1, 1]; computed in float64 one frame pair at a time (memory: one frame).
     """
     _check_pair(pred, target)
-    d_pred = motion_vectors(pred).flatten(2).double()
-    d_target = motion_vectors(target).flatten(2).double()
-    still = still_rms * math.sqrt(d_pred.shape[-1])  # RMS threshold as a norm threshold
-    return _cosine_with_still(d_pred, d_target, still)
+    if pred.shape[1] < 2:
+        raise SMAInputError(f"motion needs at least 2 frames, got shape {tuple(pred.shape)}")
+    still = still_rms * math.sqrt(pred[0, 0].numel())  # the RMS threshold as a norm threshold
+    pairs = []
+    for f in range(pred.shape[1] - 1):
+        u = (pred[:, f + 1].double() - pred[:, f].double()).flatten(1)
+        v = (target[:, f + 1].double() - target[:, f].double()).flatten(1)
+        pairs.append(_cosine_with_still((u * v).sum(dim=1), u.norm(dim=1), v.norm(dim=1), still))
+    return torch.stack(pairs, dim=1)
 
 
 def motion_cosine(pred: Tensor, target: Tensor, still_rms: float = STILL_RMS) -> float:
@@ -235,8 +243,8 @@ def track_correlation(tracks_in: Tensor | np.ndarray, tracks_out: Tensor | np.nd
             f"tracks_in cover {t_in.shape[1]} frames but tracks_out cover {t_out.shape[1]}: they must cover the same frames")
     v_in = (t_in[:, 1:] - t_in[:, :-1])[None]  # [1, P, F-1, 2]
     v_out = (t_out[:, 1:] - t_out[:, :-1])[:, None]  # [Q, 1, F-1, 2]
-    v_in, v_out = torch.broadcast_tensors(v_in, v_out)
-    return _cosine_with_still(v_out, v_in, still_px).mean(dim=-1)
+    dot = (v_out * v_in).sum(dim=-1)  # [Q, P, F-1]
+    return _cosine_with_still(dot, v_out.norm(dim=-1), v_in.norm(dim=-1), still_px).mean(dim=-1)
 
 
 def trajectory_fidelity(tracks_in: Tensor | np.ndarray, tracks_out: Tensor | np.ndarray,

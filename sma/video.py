@@ -30,7 +30,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write_path
 from .errors import SMAInputError
 
 if TYPE_CHECKING:
@@ -451,20 +451,14 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor, fps: float) -> st
         raise SMAInputError(f"fps must be positive, got {fps}.")
     encoder = _pick_encoder()
     rate = Fraction(fps).limit_denominator(10000)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format=container_format) as container:
-            stream = container.add_stream(encoder, rate=rate, options={"crf": "18"} if "264" in encoder else {})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            if "264" not in encoder:
-                stream.bit_rate = max(1_000_000, int(width * height * float(rate) * 2))
-            for frame in frames:
-                rgb = (frame.detach().to("cpu", torch.float32).clamp(0, 1) * 255.0).round().to(torch.uint8)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb.numpy(), format="rgb24")))
-            container.mux(stream.encode(None))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write_path(p, suffix=p.suffix) as tmp, \
+            av.open(str(tmp), mode="w", format=container_format) as container:
+        stream = container.add_stream(encoder, rate=rate, options={"crf": "18"} if "264" in encoder else {})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if "264" not in encoder:
+            stream.bit_rate = max(1_000_000, int(width * height * float(rate) * 2))
+        for frame in frames:
+            rgb = (frame.detach().to("cpu", torch.float32).clamp(0, 1) * 255.0).round().to(torch.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb.numpy(), format="rgb24")))
+        container.mux(stream.encode(None))
     return encoder

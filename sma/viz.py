@@ -83,7 +83,7 @@ def motion_spectra(video: torch.Tensor | np.ndarray, config: SMAConfig | None = 
     FFT normalisation (``ortho`` in plus mode); in paper mode the motion vectors are ``|dz|``, as there.
     """
     cfg = config if config is not None else SMAConfig()
-    x = as_video(video, layout).double()
+    x = as_video(video, layout)
     frames = x.shape[0]
     d = motion_vectors(x[None])[0]  # [F-1, C, H, W]
     if cfg.mode == "paper":

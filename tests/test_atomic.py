@@ -35,3 +35,16 @@ def test_full_disk_is_explained(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_file_gets_umask_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "out.bin"
+    old = os.umask(0o022)
+    try:
+        with atomic_write_path(target) as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644

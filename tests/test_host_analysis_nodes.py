@@ -73,13 +73,13 @@ def test_spectra_panel_and_fidelity_in_the_host(comfy_host, input_clips):
     assert comfy_host.output("same", 1) == 0.0 and comfy_host.output("same", 2) == 0.0
     (same_text,) = ui["same_text"]["text"]
     assert same_text.startswith("motion cosine 1.000 (1 = same motion") and "16 frames" in same_text
-    assert ui["same"]["text"] == (same_text,)  # shown on the node itself too
+    assert list(ui["same"]["text"]) == [same_text]  # shown on the node itself too
 
     # the node's numbers are the library's on the frames the loader decoded
     expected = motion_fidelity(comfy_host.output("fwd"), comfy_host.output("bwd"))
     reversed_ = [comfy_host.output("reversed", slot) for slot in range(3)]
     assert reversed_ == pytest.approx([expected.cosine, expected.global_distance, expected.local_distance], rel=1e-6)
-    assert ui["reversed_text"]["text"] == (expected.summary(),)
+    assert list(ui["reversed_text"]["text"]) == [expected.summary()]
     assert float(ui["reversed_cosine"]["text"][0]) == pytest.approx(expected.cosine)
     rotation = [comfy_host.output("rotation", slot) for slot in range(3)]
     for value in (reversed_[0], rotation[0]):

@@ -21,6 +21,11 @@ from conftest import ADE_DIR_NAME, PACK_DIR_NAME, link_pack_as_custom_node, requ
 # so the list is explicit rather than read back from the pack.
 EXPECTED_NODES = {
     "SMA_LoadReferenceVideo",
+    "SMA_TrainMotionLoRA",
+    "SMA_AddReferenceClip",
+    "SMA_ApplyMotionLoRA",
+    "SMA_VisualizeSpectra",
+    "SMA_MotionFidelity",
 }
 ADE_NODES = {"ADE_LoadAnimateDiffModel", "ADE_AnimateDiffLoRALoader", "ADE_ApplyAnimateDiffModelSimple",
              "ADE_UseEvolvedSampling"}

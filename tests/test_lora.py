@@ -227,7 +227,7 @@ def test_writer_refuses_alpha_and_foreign_keys(tmp_path):
     # what safetensors 0.4+ really raises on a full disk (seen on a 64 KiB tmpfs)
     SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
 ])
-def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch, failure):
+def test_full_disk_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch, failure):
     model, _ = lora_model()
     path = save_motion_lora(tmp_path / "lora.safetensors", export_motion_lora(model), {"steps": 100})
     before = path.read_bytes()
@@ -238,9 +238,10 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
         raise failure
 
     monkeypatch.setattr(lora_files, "save_file", disk_full)
-    with pytest.raises(OSError, match="No space left on device") as info:
+    with pytest.raises(SMAInputError, match="not enough disk space") as info:
         save_motion_lora(path, export_motion_lora(model), {"steps": 200})
-    assert str(path) in str(info.value) and info.value.errno == errno.ENOSPC
+    assert str(path) in str(info.value) and "No space left on device" in str(info.value)
+    assert info.value.__cause__.errno == errno.ENOSPC
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["lora.safetensors"]
 

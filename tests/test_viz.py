@@ -48,9 +48,9 @@ def test_motion_spectra_match_numpy_and_pywavelets(clips):
     d = np.diff(x, axis=0)
     spectra = motion_spectra(clip)
 
-    np.testing.assert_allclose(spectra.energy, np.abs(d).mean(axis=(1, 2, 3)), rtol=1e-10)
+    np.testing.assert_allclose(spectra.energy, np.abs(d).mean(axis=(1, 2, 3)), rtol=1e-5)
     spectrum = np.fft.fftshift(np.fft.fft2(d, norm="ortho"), axes=(-2, -1))
-    np.testing.assert_allclose(spectra.amplitude, np.abs(spectrum).mean(axis=(0, 1)), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(spectra.amplitude, np.abs(spectrum).mean(axis=(0, 1)), rtol=1e-5, atol=1e-7)
 
     # scalogram rows: detail 1..3 then approx 3 (15 motion steps, Haar, symmetric padding)
     signals = d.reshape(FRAMES - 1, -1).T
@@ -59,14 +59,15 @@ def test_motion_spectra_match_numpy_and_pywavelets(clips):
     for row, band, scale in ((0, cD1, 2), (1, cD2, 4), (2, cD3, 8), (3, cA3, 8)):
         magnitude = np.abs(band).mean(axis=0)
         expected = [magnitude[min(t // scale, len(magnitude) - 1)] for t in range(FRAMES - 1)]
-        np.testing.assert_allclose(spectra.scalogram[row], expected, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(spectra.scalogram[row], expected, rtol=1e-5, atol=1e-8)
 
     # phase of the mean motion vector's spectrum, measured from the frame centre
     mean = np.fft.ifftshift(d.mean(axis=(0, 1)))
     centred = np.fft.fftshift(np.fft.fft2(mean, norm="ortho"))
     keep = np.abs(centred) >= 1e-3 * np.abs(centred).max()
     assert np.isnan(spectra.phase[~keep]).all()
-    np.testing.assert_allclose(spectra.phase[keep], np.angle(centred)[keep], atol=1e-8)
+    wrapped = np.angle(np.exp(1j * (spectra.phase[keep] - np.angle(centred)[keep])))  # float32 vs float64
+    assert np.abs(wrapped).max() < 1e-3
     np.testing.assert_allclose(spectra.freq_x, np.fft.fftshift(np.fft.fftfreq(48)))
 
 
@@ -76,11 +77,11 @@ def test_phase_difference_of_a_shift_is_the_linear_ramp():
     clip = translating_square(FRAMES, 32, (0.5, 0.0), side=8).frames
     shifted = torch.roll(clip, shifts=3, dims=2)  # 3 px to the right (periodic)
     a, b = motion_spectra(clip), motion_spectra(shifted)
-    np.testing.assert_allclose(a.amplitude, b.amplitude, atol=1e-10)
+    np.testing.assert_allclose(a.amplitude, b.amplitude, rtol=1e-5, atol=1e-7)
     keep = ~np.isnan(a.phase) & ~np.isnan(b.phase)
     ramp = -2 * np.pi * a.freq_x[None, :] * 3
     np.testing.assert_allclose(np.cos(b.phase - a.phase)[keep], np.broadcast_to(np.cos(ramp), keep.shape)[keep],
-                               atol=1e-6)
+                               atol=1e-4)
 
 
 def test_paper_mode_uses_absolute_motion_and_latents_work():
@@ -88,7 +89,7 @@ def test_paper_mode_uses_absolute_motion_and_latents_work():
     spectra = motion_spectra(latents, SMAConfig(mode="paper"))
     d = np.abs(np.diff(latents.double().numpy(), axis=0))
     spectrum = np.fft.fftshift(np.fft.fft2(d), axes=(-2, -1))  # paper mode: unnormalised FFT
-    np.testing.assert_allclose(spectra.amplitude, np.abs(spectrum).mean(axis=(0, 1)), rtol=1e-8)
+    np.testing.assert_allclose(spectra.amplitude, np.abs(spectrum).mean(axis=(0, 1)), rtol=1e-5)
     assert spectra.scalogram.shape == (3, 7) and spectra.amplitude.shape == (12, 10)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
+from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 from ..models.files import load_state_dict_file
 from .convert import to_ade_state_dict
@@ -108,20 +108,11 @@ def save_motion_lora(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
     layers = check_ade_state_dict(state)
     header = encode_metadata(metadata, layers)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as error:
-        raise _write_error(path, error) from error
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
-        _remove_quietly(tmp)
-        raise _write_error(path, error) from error
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+    with atomic_write_path(path) as tmp:  # a full disk becomes an SMAInputError there
+        try:
+            save_file(tensors, str(tmp), metadata=header)
+        except (OSError, SafetensorError) as error:  # safetensors reports a full disk as SafetensorError
+            raise _write_error(path, error) from error
     return path
 
 
@@ -133,13 +124,6 @@ def _write_error(path: Path, error: Exception) -> OSError:
     reason = os.strerror(code) if code is not None else str(error)
     message = f"could not write the motion LoRA {path} ({reason}); any previous file there is unchanged"
     return OSError(code, message) if code is not None else OSError(message)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def read_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

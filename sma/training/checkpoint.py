@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 
 METADATA_KEY = "sma_checkpoint"
@@ -53,14 +53,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})}
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(payload, temp, metadata=metadata)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_write_path(path) as temp:
+        save_file(payload, str(temp), metadata=metadata)
     return path
 
 

@@ -1,0 +1,198 @@
+"""The whole graph inside the real ComfyUI + AnimateDiff-Evolved: reference video -> train -> LoRA file ->
+apply in an ADE Gen2 graph -> sample -> decode; plus cancel, caching and bad inputs.
+
+Models are random-weight full-size SD1.5 / v3 files (made once per run by conftest fixtures); frames and
+sizes are tiny so that training runs a few steps on the CPU.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from host_graphs import DECODE, MOTION_LORA, SAMPLER, animatediff_prompt, link
+from sma.lora import load_motion_lora
+from sma.synthetic import moving_shapes_clip
+from sma.video import write_video
+
+FRAMES, SIZE = 4, 64
+LORA_NAME = "host_test_motion"
+TRAIN = "train"
+
+
+@pytest.fixture(scope="module")
+def host(comfy_host, full_sd15_checkpoint_file, full_v3_motion_module_in_host):
+    """The host with the models placed, a reference clip in the input folder, and a hook that records the
+    progress bar (and can press Cancel at a given step)."""
+    import comfy.model_management
+    import comfy.utils
+
+    clip = moving_shapes_clip(frames=FRAMES, height=SIZE, width=SIZE, seed=3)
+    input_dir = Path(comfy_host.folder_paths.get_input_directory())
+    write_video(input_dir / "reference.mp4", clip.frames, fps=8)
+    progress: dict = {"updates": [], "cancel_at": None}
+
+    def hook(value, total, preview, prompt_id=None, node_id=None):  # what main.py installs, recording
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        progress["updates"].append((value, total, preview))
+        if progress["cancel_at"] is not None and value >= progress["cancel_at"]:
+            comfy.model_management.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    lora_dir = Path(comfy_host.folder_paths.models_dir) / "animatediff_motion_lora"
+    made = set()
+    yield comfy_host, progress, lora_dir, made, full_v3_motion_module_in_host
+    comfy.utils.set_progress_bar_global_hook(None)
+    for name in made:
+        (lora_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(Path(comfy_host.folder_paths.get_output_directory()) / "sma_checkpoints", ignore_errors=True)
+
+
+def train_prompt(motion_model: str, lora_name: str = LORA_NAME, steps: int = 2, video: str = "reference.mp4",
+                 **settings) -> dict:
+    """Load Reference Video -> Train Motion LoRA (SMA) with the checkpoint's MODEL / VAE and a prompt."""
+    train_inputs = {
+        "model": link("checkpoint", 0), "vae": link("checkpoint", 2), "positive": link("positive"),
+        "frames": link("video"), "motion_model": motion_model, "lora_name": lora_name, "steps": steps,
+        "learning_rate": 5e-3, "spatial_learning_rate": 1e-3, "rank": 4, "sma_mode": "plus", "lambda_global": 0.4,
+        "lambda_local": 0.2, "wavelet_levels": 0, "spatial_path": True, "seed": 0, "checkpoint_every": 0,
+        "preview_every": 1, "resume": False, **settings}
+    return {
+        "checkpoint": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15_random.safetensors"}},
+        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": link("checkpoint", 1), "text": "shapes moving"}},
+        "video": {"class_type": "SMA_LoadReferenceVideo", "inputs": {
+            "video": video, "frame_load_cap": FRAMES, "skip_first_frames": 0, "select_every_nth": 1,
+            "force_rate": 0.0, "width": SIZE, "height": SIZE}},
+        TRAIN: {"class_type": "SMA_TrainMotionLoRA", "inputs": train_inputs},
+        "curve": {"class_type": "PreviewImage", "inputs": {"images": link(TRAIN, 1)}},
+    }
+
+
+def cached_nodes(comfy_host) -> set[str]:
+    """Node ids the last run took from ComfyUI's cache instead of executing them."""
+    cached = set()
+    for event, data in comfy_host.executor.status_messages:
+        if event == "execution_cached":
+            cached.update(data["nodes"])
+    return cached
+
+
+@pytest.fixture(scope="module")
+def trained(host):
+    comfy_host, progress, lora_dir, made, motion = host
+    comfy_host.executor.reset()
+    progress["updates"].clear()
+    made.add(f"{LORA_NAME}.safetensors")
+    comfy_host.run(train_prompt(motion))
+    return comfy_host.output(TRAIN, 0), list(progress["updates"])
+
+
+def test_training_writes_an_ade_lora_into_the_motion_lora_folder(host, trained):
+    comfy_host, _, lora_dir, _, motion = host
+    name, updates = trained
+    assert name == f"{LORA_NAME}.safetensors"
+    path = lora_dir / name
+    state, metadata = load_motion_lora(path)
+    assert len(state) == 2 * 160  # v3: every motion-module attention projection (q, k, v, out)
+    assert metadata["steps"] == 2 and metadata["family"] == "v3" and metadata["motion_module"] == motion
+    assert all(t.ndim == 2 and t.dtype == torch.float16 for t in state.values())
+    assert any(t.abs().max() > 0 for k, t in state.items() if k.endswith(".up.weight"))
+    assert name in comfy_host.folder_paths.get_filename_list("animatediff_motion_lora")
+    # the progress bar reached 2/2 and carried a live preview image on each preview step
+    assert (2, 2) in [(v, t) for v, t, _ in updates]
+    previews = [p for _, _, p in updates if p is not None]
+    assert len(previews) == 2 and previews[0][0] == "JPEG" and previews[0][1].size[0] > 0
+    curve, preview = comfy_host.output(TRAIN, 1), comfy_host.output(TRAIN, 2)
+    assert curve.ndim == 4 and curve.shape[-1] == 3 and float(curve.std()) > 0.01
+    assert preview.shape == (FRAMES, SIZE, SIZE, 3)
+
+
+def test_unchanged_graph_is_not_retrained_and_a_changed_setting_is(host, trained):
+    comfy_host, progress, lora_dir, _, motion = host
+    comfy_host.run(train_prompt(motion))
+    assert TRAIN in cached_nodes(comfy_host)
+    before = (lora_dir / f"{LORA_NAME}.safetensors").stat().st_mtime_ns
+    comfy_host.run(train_prompt(motion, steps=1))
+    assert TRAIN not in cached_nodes(comfy_host)
+    assert (lora_dir / f"{LORA_NAME}.safetensors").stat().st_mtime_ns > before
+    assert load_motion_lora(lora_dir / f"{LORA_NAME}.safetensors")[1]["steps"] == 1
+
+
+def apply_prompt(motion: str, strength: float | None, seed: int = 5, loader: str = "SMA_ApplyMotionLoRA") -> dict:
+    """ADE Gen2 text-to-video; with ``strength``, the trained LoRA enters through ``loader``."""
+    loras = [] if strength is None else [(f"{LORA_NAME}.safetensors", strength)]
+    prompt = animatediff_prompt("sd15_random.safetensors", motion, motion_loras=loras, seed=seed,
+                                width=SIZE, height=SIZE, frames=FRAMES)
+    if loras and loader == "SMA_ApplyMotionLoRA":
+        node = prompt[MOTION_LORA.format(0)]
+        node["class_type"] = loader
+        node["inputs"]["lora_name"] = node["inputs"].pop("name")
+    return prompt
+
+
+def test_applied_lora_changes_the_generation_and_strength_zero_does_not(host, trained):
+    comfy_host, _, _, _, motion = host
+    comfy_host.run(apply_prompt(motion, None))
+    plain = comfy_host.output(DECODE).clone()
+    comfy_host.run(apply_prompt(motion, 1.0))
+    with_lora = comfy_host.output(DECODE).clone()
+    assert torch.isfinite(with_lora).all()
+    assert (with_lora - plain).abs().max() > 1e-3, "the motion LoRA did not change the generation"
+    comfy_host.run(apply_prompt(motion, 0.0))
+    assert torch.equal(comfy_host.output(DECODE), plain)
+    # the same file through AnimateDiff-Evolved's own loader gives the same frames as our node
+    comfy_host.run(apply_prompt(motion, 1.0, loader="ADE_AnimateDiffLoRALoader"))
+    assert torch.equal(comfy_host.output(DECODE), with_lora)
+    assert comfy_host.output(SAMPLER)["samples"].shape[0] == FRAMES
+
+
+def test_cancel_saves_a_partial_lora_and_the_host_keeps_serving(host, trained):
+    comfy_host, progress, lora_dir, made, motion = host
+    name = "host_test_cancelled"
+    made.add(f"{name}.safetensors")
+    progress["cancel_at"] = 1
+    try:
+        comfy_host.run(train_prompt(motion, lora_name=name, steps=4, seed=1), expect_success=False)
+    finally:
+        progress["cancel_at"] = None
+    assert not comfy_host.executor.success
+    assert any(event == "execution_interrupted" for event, _ in comfy_host.executor.status_messages)
+    state, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
+    assert metadata["steps"] == 1 and metadata["stopped_early"] is True
+    assert len(state) == 2 * 160
+    comfy_host.run({  # the next prompt runs normally
+        "video": {"class_type": "SMA_LoadReferenceVideo", "inputs": {
+            "video": "reference.mp4", "frame_load_cap": 2, "skip_first_frames": 1, "select_every_nth": 1,
+            "force_rate": 0.0, "width": 32, "height": 32}},
+        "out": {"class_type": "PreviewImage", "inputs": {"images": link("video")}},
+    })
+    assert comfy_host.output("video").shape == (2, 32, 32, 3)
+
+
+def _error_message(comfy_host, prompt: dict) -> str:
+    comfy_host.run(prompt, expect_success=False)
+    errors = comfy_host.errors()
+    assert errors, "the prompt was expected to fail"
+    return errors[-1]["exception_message"]
+
+
+def test_bad_inputs_give_node_errors_with_clear_messages(host, trained):
+    comfy_host, _, lora_dir, _, motion = host
+    input_dir = Path(comfy_host.folder_paths.get_input_directory())
+    (input_dir / "corrupt.mp4").write_text("this is not a video")
+    message = _error_message(comfy_host, train_prompt(motion, video="corrupt.mp4"))
+    assert "Load Reference Video" in message and "corrupt or not a video" in message
+    write_video(input_dir / "one_frame.mp4", moving_shapes_clip(frames=2, height=SIZE, width=SIZE).frames[:1], fps=8)
+    message = _error_message(comfy_host, train_prompt(motion, video="one_frame.mp4"))
+    assert "leave 1 frame" in message and "at least" in message
+    models = Path(comfy_host.models) / "animatediff_models"
+    shutil.copy(lora_dir / f"{LORA_NAME}.safetensors", models / "not_a_motion_module.safetensors")
+    try:
+        message = _error_message(comfy_host, train_prompt("not_a_motion_module.safetensors"))
+    finally:
+        os.remove(models / "not_a_motion_module.safetensors")
+    assert "Train Motion LoRA" in message and "LoRA" in message
+    assert "Traceback" not in message
