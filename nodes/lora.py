@@ -6,6 +6,7 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io
 
+from ..sma.errors import SMAInputError
 from ..sma.lora import load_motion_lora, lora_rank, read_lora_file, save_motion_lora
 from .common import CATEGORY, MOTION_LORA_FOLDER, user_errors
 
@@ -26,13 +27,21 @@ def _ade_lora_loader():
     return loader
 
 
+def _lora_path(name: str) -> str:
+    path = folder_paths.get_full_path(MOTION_LORA_FOLDER, name)
+    if path is None:
+        raise SMAInputError(f"no motion LoRA named {name!r} in models/{MOTION_LORA_FOLDER}: train one with Train "
+                            "Motion LoRA (SMA), or copy the file there and refresh the page.")
+    return path
+
+
 def ade_readable_name(name: str) -> str:
     """The name of an ADE-readable version of motion LoRA ``name`` (itself when it already is one).
 
     LoRAs from other trainers (diffusers / kohya / MotionDirector naming, alpha keys) are converted once
     into ``<stem>.ade.safetensors`` beside the original, which ADE's own loader then reads.
     """
-    path = Path(folder_paths.get_full_path_or_raise(MOTION_LORA_FOLDER, name))
+    path = Path(_lora_path(name))
     state, metadata = load_motion_lora(path)
     raw, _ = read_lora_file(path)
     if set(raw) == set(state) and path.suffix == ".safetensors":
@@ -45,7 +54,7 @@ def ade_readable_name(name: str) -> str:
 
 def describe(name: str) -> str:
     """One paragraph about a motion LoRA file: layers, rank, and the training settings it carries."""
-    state, metadata = load_motion_lora(folder_paths.get_full_path_or_raise(MOTION_LORA_FOLDER, name))
+    state, metadata = load_motion_lora(_lora_path(name))
     lines = [f"{name}: {len(state) // 2} layers, rank {lora_rank(state) or 'mixed'}"]
     for key in ("motion_module_family", "frames", "resolution", "steps", "sma_mode", "sma_version"):
         if key in metadata:
@@ -62,7 +71,7 @@ class ApplyMotionLoRA(io.ComfyNode):
             category=f"{CATEGORY}/lora",
             description=(
                 "Adds a learned motion LoRA to AnimateDiff-Evolved's motion-LoRA chain: connect the output to "
-                "'motion_lora' of Load AnimateDiff Model (Gen2). Chain several with prev_motion_lora. LoRAs from other "
+                "'motion_lora' of AnimateDiff-Evolved's Apply AnimateDiff Model. Chain several with prev_motion_lora. LoRAs from other "
                 "trainers are converted once to ADE's format (<name>.ade.safetensors)."),
             inputs=[
                 io.Combo.Input("lora_name", options=folder_paths.get_filename_list(MOTION_LORA_FOLDER),

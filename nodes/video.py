@@ -88,7 +88,7 @@ class LoadReferenceVideo(io.ComfyNode):
         return os.path.getmtime(path) if os.path.isfile(path) else ""
 
     @classmethod
-    def validate_inputs(cls, video: str, **kwargs):
+    def validate_inputs(cls, video: str):  # only ``video``: with **kwargs ComfyUI skips its own range checks
         if video != NO_FILE and not folder_paths.exists_annotated_filepath(video):
             return f"video file not found in the input folder: {video}"
         return True

@@ -8,6 +8,7 @@ fails the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -142,6 +143,58 @@ def link_pack_as_custom_node(custom_nodes: Path) -> Path:
     if not link.exists():
         link.symlink_to(REPO_ROOT, target_is_directory=True)
     return link
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def comfy_server(base: Path, *extra_args: str, timeout: float = 120.0):
+    """The real ComfyUI server (``main.py`` in a subprocess, CPU) on a free loopback port, with base folder
+    ``base`` whose ``custom_nodes`` gets AnimateDiff-Evolved and this pack. Yields
+    ``SimpleNamespace(url, object_info, log)`` once ``/object_info`` answers; stops the server afterwards."""
+    import json
+    import subprocess
+    import time
+    import urllib.request
+
+    host = require_host()
+    link_pack_as_custom_node(base / "custom_nodes")
+    ade = base / "custom_nodes" / ADE_DIR_NAME
+    if not ade.exists():
+        ade.symlink_to(host / "custom_nodes" / ADE_DIR_NAME, target_is_directory=True)
+    port = free_port()
+    log_path = base / "server.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DO_NOT_TRACK="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
+             str(base), "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *extra_args],
+            cwd=host, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=10) as response:
+                    object_info = json.load(response)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"ComfyUI did not serve /object_info in {timeout:.0f} s:\n"
+                                         f"{log_path.read_text()[-4000:]}") from None
+                time.sleep(0.5)
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", object_info=object_info, log=log_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
