@@ -29,18 +29,25 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sma.lora import adapter_names, remove_lora  # noqa: E402
-from sma.models.build import build_motion_unet, make_noise_scheduler, motion_module_state_dict  # noqa: E402
-from sma.models.build import tiny_motion_unet  # noqa: E402
-from sma.models.config import unet_config  # noqa: E402
-from sma.train import StepReport, TrainCallbacks, TrainConfig, Trainer, TrainingClip  # noqa: E402
-from sma.training.memory import resolve_precision  # noqa: E402
+from sma.lora import adapter_names, remove_lora
+from sma.models.build import (
+    build_motion_unet,
+    make_noise_scheduler,
+    motion_module_state_dict,
+    tiny_motion_unet,
+)
+from sma.models.config import unet_config
+from sma.train import StepReport, TrainCallbacks, TrainConfig, Trainer, TrainingClip
+from sma.training.memory import resolve_precision
+
+if TYPE_CHECKING:
+    from typing import Self
 
 SMA_ON = "plus"
 
@@ -62,7 +69,7 @@ def build_model(kind: str, device: torch.device, dtype: torch.dtype) -> torch.nn
 
     torch.manual_seed(0)
     with torch.device(device):  # random init straight on the target device
-        unet = UNet2DConditionModel.from_config(unet_config("full")).to(dtype)
+        unet = UNet2DConditionModel.from_config(unet_config("full"))  # fp32; build_motion_unet casts
     motion = motion_module_state_dict("v3", "full", dtype=torch.float16, seed=0)
     model = build_motion_unet(unet, motion, dtype)
     del unet, motion
@@ -89,7 +96,7 @@ class PeakRSS:
             self.peak = max(self.peak, self._process.memory_info().rss)
             time.sleep(self.interval)
 
-    def __enter__(self) -> PeakRSS:
+    def __enter__(self) -> Self:
         if self._process is not None:
             self.peak = self._process.memory_info().rss
             self._thread = threading.Thread(target=self._sample, daemon=True)

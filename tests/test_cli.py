@@ -22,6 +22,7 @@ import pytest
 import safetensors.torch
 import torch
 from PIL import Image
+from tiny_encoders import tiny_text_encoder, tiny_vae
 
 from sma import text
 from sma.cli import build_parser, main
@@ -35,7 +36,6 @@ from sma.preview import latents_to_rgb
 from sma.synthetic import moving_shapes_clip
 from sma.video import read_video, write_video
 from sma.viz import COLUMN_WIDTH, LOSS_CURVE_SIZE, PANEL_HEIGHT
-from tiny_encoders import tiny_text_encoder, tiny_vae
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (DIFFUSERS.md)
@@ -47,7 +47,7 @@ DEMO_FILES = ("motion_lora.safetensors", "reference.mp4", "reference.gif", "loss
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "sma", *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, check=False)
 
 
 def assert_input_error(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -402,7 +402,7 @@ def test_train_resume_continues_bit_for_bit(tmp_path, inputs):
     assert train_tiny(inputs, resumed, "--steps", "2", "--checkpoint-every", "2") == 0
     assert (tmp_path / "resumed_checkpoints" / "checkpoint-000002.safetensors").is_file()
     assert train_tiny(inputs, resumed, "--steps", "4", "--resume") == 0
-    a, meta_a = load_motion_lora(straight)
+    a, _ = load_motion_lora(straight)
     b, meta_b = load_motion_lora(resumed)
     assert meta_b["steps"] == 4 and a.keys() == b.keys()
     for key in a:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_encoders import tiny_text_encoder
 
 from sma import text
 from sma.errors import SMAInputError
-from tiny_encoders import tiny_text_encoder
 
 CHECK_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # DIFFUSERS.md: CLIP ViT-L/14 ids of "a photo of a cat"
 PROMPTS = ["a photo of a cat", "A Dog, running on the BEACH at sunset!!", "naïve café — 3 birds", ""]

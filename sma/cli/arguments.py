@@ -7,10 +7,17 @@ Training options map one to one onto :class:`sma.train.TrainConfig` fields; thei
 from __future__ import annotations
 
 import argparse
+import textwrap
 from dataclasses import MISSING, fields
 
 from ..text import TOKENIZER_SOURCES_HELP
-from ..training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, SMA_MODES, TrainConfig
+from ..training.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SMA_MODES,
+    TrainConfig,
+)
 
 DEMO_STEPS = 150
 DEMO_FRAMES = 8
@@ -21,6 +28,7 @@ DEMO_MAX_FRAMES = 32
 VIDEO_FRAMES = 16
 VIDEO_WIDTH = 512
 RESUME_DEFAULT = "auto"
+HELP_WIDTH = 100
 
 # (flag, TrainConfig field, type, choices, help)
 CONFIG_OPTIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
@@ -77,10 +85,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a motion LoRA on your SD1.5 checkpoint + AnimateDiff motion module",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train an AnimateDiff-Evolved motion LoRA on reference videos with MotionDirector's dual path "
-                    "and the SMA loss, using weights already on disk (nothing is downloaded).\n\n"
-                    "Several clips: repeat --video, with one --prompt for all or one --prompt per video.\n"
-                    f"{TOKENIZER_SOURCES_HELP}")
+        description="\n\n".join(textwrap.fill(paragraph, HELP_WIDTH) for paragraph in (
+            ("Train an AnimateDiff-Evolved motion LoRA on reference videos with MotionDirector's dual path and the "
+             "SMA loss, using weights already on disk (nothing is downloaded)."),
+            "Several clips: repeat --video, with one --prompt for all or one --prompt per video.",
+            TOKENIZER_SOURCES_HELP)))
     files = parser.add_argument_group("files")
     files.add_argument("--checkpoint", required=True, help="single-file SD1.5 checkpoint (.safetensors or .ckpt)")
     files.add_argument("--motion-module", required=True, help="AnimateDiff SD1.5 motion module (v1, v2, v3, AnimateLCM)")

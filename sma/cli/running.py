@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -25,6 +25,9 @@ from ..lora import export_motion_lora, save_motion_lora
 from ..train import StepReport, TrainCallbacks, Trainer, TrainResult
 from ..training.model import MOTION_ADAPTER
 from ..viz import loss_curve_image, save_png
+
+if TYPE_CHECKING:
+    from typing import Self
 
 EXIT_INTERRUPTED = 130
 PARTIAL_SUFFIX = "_partial"
@@ -66,7 +69,7 @@ class StopRequest:
         self._previous: Any = None
         self._installed = False
 
-    def __enter__(self) -> StopRequest:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._installed = True

@@ -28,7 +28,11 @@ from torch import nn
 from ..errors import SMAInputError
 from ..models.build import build_motion_unet, make_noise_scheduler
 from ..models.files import PICKLE_SUFFIXES, load_motion_module, load_state_dict_file
-from ..models.sd15 import load_sd15_text_encoder, load_sd15_vae, unet_state_dict_to_diffusers
+from ..models.sd15 import (
+    load_sd15_text_encoder,
+    load_sd15_vae,
+    unet_state_dict_to_diffusers,
+)
 from ..text import encode_prompts, load_clip_tokenizer
 from ..train import TrainConfig, Trainer, TrainingClip
 from ..training.memory import resolve_precision
@@ -36,7 +40,13 @@ from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
 from .arguments import CONFIG_OPTIONS, RESUME_DEFAULT
 from .images import frame_grid, frames_to_uint8, save_gif
-from .running import free_memory, report_interrupted, resolve_device, run_trainer, save_outcome
+from .running import (
+    free_memory,
+    report_interrupted,
+    resolve_device,
+    run_trainer,
+    save_outcome,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 VAE_CHUNK = 4
