@@ -7,7 +7,9 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..sma.errors import SMAInputError
-from ..sma.lora import load_motion_lora, lora_rank, read_lora_file, save_motion_lora
+from ..sma.lora import lora_rank, read_lora_file, save_motion_lora
+from ..sma.lora.convert import to_ade_state_dict
+from ..sma.lora.files import decode_metadata
 from .common import CATEGORY, MOTION_LORA_FOLDER, user_errors
 
 MotionLora = io.Custom("MOTION_LORA")
@@ -35,16 +37,14 @@ def _lora_path(name: str) -> str:
     return path
 
 
-def ade_readable_name(name: str) -> str:
+def ade_readable_name(name: str, path: Path, raw_keys: set[str], state: dict, metadata: dict) -> str:
     """The name of an ADE-readable version of motion LoRA ``name`` (itself when it already is one).
 
-    LoRAs from other trainers (diffusers / kohya / MotionDirector naming, alpha keys) are converted once
-    into ``<stem>.ade.safetensors`` beside the original, which ADE's own loader then reads.
+    ``raw_keys``: the file's keys; ``state`` / ``metadata``: the file read as an ADE-layout LoRA. LoRAs from
+    other trainers (diffusers / kohya / MotionDirector naming, alpha keys) are converted once into
+    ``<stem>.ade.safetensors`` beside the original, which ADE's own loader then reads.
     """
-    path = Path(_lora_path(name))
-    state, metadata = load_motion_lora(path)
-    raw, _ = read_lora_file(path)
-    if set(raw) == set(state) and path.suffix == ".safetensors":
+    if raw_keys == set(state) and path.suffix == ".safetensors":
         return name
     converted = path.with_name(path.stem + ".ade.safetensors")
     if not converted.is_file() or converted.stat().st_mtime < path.stat().st_mtime:
@@ -52,11 +52,10 @@ def ade_readable_name(name: str) -> str:
     return str(Path(name).with_name(converted.name))
 
 
-def describe(name: str) -> str:
-    """One paragraph about a motion LoRA file: layers, rank, and the training settings it carries."""
-    state, metadata = load_motion_lora(_lora_path(name))
+def describe(name: str, state: dict, metadata: dict) -> str:
+    """One paragraph about a motion LoRA: layers, rank, and the training settings its metadata carries."""
     lines = [f"{name}: {len(state) // 2} layers, rank {lora_rank(state) or 'mixed'}"]
-    for key in ("motion_module_family", "frames", "resolution", "steps", "sma_mode", "sma_version"):
+    for key in ("family", "motion_module", "frames", "width", "height", "steps", "sma_mode", "version"):
         if key in metadata:
             lines.append(f"{key}: {metadata[key]}")
     return "\n".join(lines)
@@ -91,7 +90,11 @@ class ApplyMotionLoRA(io.ComfyNode):
     def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
         loader = _ade_lora_loader()
         with user_errors("Apply Motion LoRA"):
-            ade_name = ade_readable_name(lora_name)
-            info = describe(lora_name)
+            path = Path(_lora_path(lora_name))
+            raw, raw_metadata = read_lora_file(path)  # read once; converted in memory
+            state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
+            metadata = decode_metadata(raw_metadata)
+            ade_name = ade_readable_name(lora_name, path, set(raw), state, metadata)
+            info = describe(lora_name, state, metadata)
         (chain,) = loader().load_motion_lora(name=ade_name, strength=strength, prev_motion_lora=prev_motion_lora)
         return io.NodeOutput(chain, info)

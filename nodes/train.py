@@ -14,7 +14,7 @@ from ..sma.lora import save_motion_lora
 from ..sma.models.build import build_motion_unet, make_noise_scheduler
 from ..sma.paths import safe_output_path
 from ..sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint
-from ..sma.viz import loss_curve_image
+from ..sma.viz import as_image_batch, loss_curve_image
 from .common import CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, user_errors
 
 log = logging.getLogger("comfyui-sma")
@@ -225,7 +225,7 @@ class TrainMotionLoRA(io.ComfyNode):
             save_motion_lora(out_path, result.lora_state, metadata)
         log.info("SMA: saved %s after %d steps%s", out_path, result.step, " (cancelled)" if result.stopped_early else "")
         mm.throw_exception_if_processing_interrupted()  # cancelled: the partial LoRA is saved, the prompt stops
-        curve = torch.from_numpy(loss_curve_image(result.losses)).float().div(255)[None]
+        curve = as_image_batch(loss_curve_image(result.losses))
         preview = (_as_image(_pixel_size(result.last_preview)) if result.last_preview is not None
                    else torch.zeros(1, 64, 64, 3))
         return io.NodeOutput(out_path.name, curve, preview)

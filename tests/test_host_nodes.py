@@ -139,6 +139,8 @@ def test_applied_lora_changes_the_generation_and_strength_zero_does_not(host, tr
     plain = comfy_host.output(DECODE).clone()
     comfy_host.run(apply_prompt(motion, 1.0))
     with_lora = comfy_host.output(DECODE).clone()
+    info = comfy_host.output(MOTION_LORA.format(0), 1)
+    assert "160 layers, rank 4" in info and "family: v3" in info and "steps: 1" in info
     assert torch.isfinite(with_lora).all()
     assert (with_lora - plain).abs().max() > 1e-3, "the motion LoRA did not change the generation"
     comfy_host.run(apply_prompt(motion, 0.0))
