@@ -14,6 +14,7 @@ from ..sma.lora import save_motion_lora
 from ..sma.models.build import build_motion_unet, make_noise_scheduler
 from ..sma.paths import safe_output_path
 from ..sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint
+from ..sma.training.memory import resolve_precision
 from ..sma.viz import as_image_batch, loss_curve_image
 from .common import CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, user_errors
 
@@ -217,8 +218,10 @@ class TrainMotionLoRA(io.ComfyNode):
                 sma_levels=wavelet_levels or None, spatial_lora=spatial_path, seed=seed,
                 checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, preview_every=preview_every)
             motion_path = folder_paths.get_full_path_or_raise(MOTION_MODELS_FOLDER, motion_model)
+            resolve_precision(config.precision, mm.get_torch_device())  # refuse an unusable device before any work
             mm.unload_all_models()  # frees VRAM and restores unpatched base weights
             clips = cls._clips(model, vae, positive, frames, more_clips)
+            mm.unload_all_models()  # the VAE that encoded the clips leaves the device before training
             _free_memory()
             result = cls._train(model, motion_path, clips, config, resume)
             metadata = {**result.metadata, "motion_module": motion_model, "name": out_path.stem}
@@ -252,8 +255,8 @@ class TrainMotionLoRA(io.ComfyNode):
         with torch.inference_mode(False):
             unet_weights = {k: v.detach().clone() if v.is_inference() else v.detach()
                             for k, v in model.model.diffusion_model.state_dict().items()}
-            unet = build_motion_unet(unet_weights, motion_path,
-                                     dtype=torch.float32 if device.type == "cpu" else torch.float16)
+            dtype = resolve_precision(config.precision, device).weight_dtype
+            unet = build_motion_unet(unet_weights, motion_path, dtype=dtype)
             del unet_weights
             try:
                 trainer = Trainer(unet, clips, make_noise_scheduler(), config, device=device)
