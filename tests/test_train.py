@@ -10,6 +10,7 @@ import ast
 import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -579,3 +580,35 @@ def test_other_families_train_with_checkpointing(family):
     assert result.metadata["family"] == family
     assert all(math.isfinite(v) for v in result.losses[0].values())
     assert any(k.startswith("mid_block.") for k in result.lora_state) == (family in ("v2", "AnimateLCM"))
+
+
+# --- checkpoints of earlier formats ---------------------------------------------------------------------
+
+V1_CHECKPOINT = Path(__file__).resolve().parent / "data" / "v1_checkpoint" / "checkpoint-000002.safetensors"
+"""A format-1 checkpoint (flat settings, old names) after 2 of the steps below; written by
+``tests/data/make_v1_checkpoint.py`` with the code of that format."""
+
+
+def v1_run_config(**changes) -> TrainConfig:
+    """The settings of the format-1 checkpoint, as this version spells them, for 3 steps."""
+    return TrainConfig.from_dict({"steps": 3, "seed": 5, "rank": 2, "learning_rate": 1e-3,
+                                  "spatial_learning_rate": 2e-4, "wavelet_levels": 2, "spatial_path": True,
+                                  "gradient_checkpointing": False, **changes})
+
+
+def test_format_1_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp_path):
+    _, state = load_checkpoint(V1_CHECKPOINT)
+    assert state["format_version"] == 1 and "lr_temporal" in state["config"]
+    clips = [TrainingClip(square_clip(), torch.zeros(1, 77, TEXT_DIM), "square")]
+    whole = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), v1_run_config()).run()
+    config = v1_run_config(checkpoint_every=1, checkpoint_dir=str(tmp_path))
+    resumed_trainer = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), config)
+    resumed = resumed_trainer.run(resume_from=V1_CHECKPOINT)
+    assert resumed.step == 3 and len(resumed.losses) == 3
+    assert resumed.losses[:2] == state["history"]  # the old run's floats, carried over
+    assert resumed.losses == whole.losses  # and this version trains the same numbers
+    for key in whole.lora_state:
+        assert torch.equal(whole.lora_state[key], resumed.lora_state[key]), key
+    _, new_state = load_checkpoint(tmp_path / "checkpoint-000003.safetensors")
+    assert new_state["format_version"] == ckpt.FORMAT_VERSION
+    assert TrainConfig.from_dict(new_state["config"]).differences(config) == []
