@@ -12,6 +12,7 @@ names (and LoRA key names) never change.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -130,7 +131,8 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision(name, _DTYPES[name], device.type)
 
 
-def empty_device_cache(device: torch.device) -> None:
-    """Release cached allocator blocks on CUDA (no-op elsewhere)."""
+def free_memory(device: torch.device) -> None:
+    """Collect garbage and release cached allocator blocks on CUDA (after a model or tensors were dropped)."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

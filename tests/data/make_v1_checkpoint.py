@@ -3,7 +3,9 @@
 Run once from the repository root with the code of format 1 (commit 68af14c), which still used the
 flat settings ``lr_temporal`` / ``sma_levels`` / ``spatial_lora``::
 
-    PYTHONPATH=. python tests/data/make_v1_checkpoint.py
+    MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 PYTHONPATH=. python tests/data/make_v1_checkpoint.py
+
+(``MKL_CBWR`` as the tests set it, so the CPU kernels round the same way.)
 
 ``tests/test_train.py::test_format_1_checkpoint_resumes`` resumes it with the current code.
 """
