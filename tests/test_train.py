@@ -7,6 +7,8 @@ applied, so the whole chain train -> export -> file -> load -> apply is what get
 from __future__ import annotations
 
 import ast
+import dataclasses
+import json
 import math
 import random
 from dataclasses import replace
@@ -612,3 +614,52 @@ def test_format_1_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp
     _, new_state = load_checkpoint(tmp_path / "checkpoint-000003.safetensors")
     assert new_state["format_version"] == ckpt.FORMAT_VERSION
     assert TrainConfig.from_dict(new_state["config"]).differences(config) == []
+
+
+# --- nested settings ------------------------------------------------------------------------------------
+
+def test_config_nests_loss_and_lora_settings_and_round_trips():
+    config = TrainConfig(steps=9, learning_rate=2e-4, rank=8, alpha=4.0, targets=("attention", "ff"),
+                         sma_mode="paper", lambda_global=0.3, wavelet_levels=2, level_weights=(1.0, 0.5, 0.25),
+                         wavelet="db2", wavelet_mode="reflect", weight_delta=0.1, weight_base=0.5,
+                         weight_sharpness=2.0, snr_gamma=None, phase_loss="raw", window=12, spatial_path=False)
+    assert config.sma == SMAConfig(mode="paper", lambda_global=0.3, levels=2, level_weights=(1.0, 0.5, 0.25),
+                                   wavelet="db2", wavelet_mode="reflect", delta=0.1, base=0.5,
+                                   weight_sharpness=2.0, snr_gamma=None, phase_loss="raw")
+    assert config.lora == LoRAConfig(rank=8, alpha=4.0, targets=("attention", "ff"))
+    data = config.to_dict()
+    assert data["sma"]["levels"] == 2 and data["lora"] == {"rank": 8, "alpha": 4.0, "targets": ["attention", "ff"]}
+    assert "rank" not in data and "lambda_global" not in data  # nested, not copied
+    assert TrainConfig.from_dict(data) == config
+    assert TrainConfig.from_dict(json.loads(json.dumps(data))) == config
+    assert TrainConfig(**config.flat()) == config
+    off = TrainConfig(sma_mode="off", steps=3)
+    assert off.sma is None and off.sma_mode == "off" and TrainConfig.from_dict(off.to_dict()) == off
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.steps = 3  # type: ignore[misc]
+
+
+def test_config_reads_earlier_setting_names():
+    earlier = TrainConfig(lr_temporal=1e-3, lr_spatial=2e-4, sma_levels=2, spatial_lora=False, frames=10,
+                          lora_targets=["attention", "proj"])
+    today = TrainConfig(learning_rate=1e-3, spatial_learning_rate=2e-4, wavelet_levels=2, spatial_path=False,
+                        window=10, targets=("attention", "proj"))
+    assert earlier == today and earlier.setting("lr_temporal") == 1e-3 and earlier.setting("frames") == 10
+    with pytest.raises(SMAInputError, match="lr_temporal is the earlier name of learning_rate"):
+        TrainConfig(lr_temporal=1e-3, learning_rate=1e-3)
+    with pytest.raises(SMAInputError, match="unknown training settings \\['learning_rat'\\]"):
+        TrainConfig(learning_rat=1e-3)
+    with pytest.raises(SMAInputError, match="level_weights needs levels \\+ 1 = 3"):
+        TrainConfig(wavelet_levels=2, level_weights=(1.0,))
+
+
+def test_one_device_sync_per_training_step(monkeypatch):
+    """Losses and gradient norms are read in one ``tolist`` per step, not one ``float`` per part."""
+    config = TrainConfig(steps=2, grad_accum=2, spatial_skip_prob=0.0, **FAST)
+    trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or original(self))
+    result = trainer.run()
+    parts = 2 * (len(result.losses[0]) - 1 + 1) + 2  # per micro-batch: parts but "loss" + the output flag; norms
+    assert reads == [parts, parts]
