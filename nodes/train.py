@@ -1,4 +1,4 @@
-"""Train Motion LoRA (SMA): the trainer of ``sma.train`` as a ComfyUI node, plus clip chaining."""
+"""Train Motion LoRA and SMA Loss Options: ``sma.training.train_motion_lora`` as nodes, plus clip chaining."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Running a :class:`~sma.train.Trainer` from the command line: device choice, a tqdm progress bar,
+"""Running a :class:`~sma.training.Trainer` from the command line: device choice, a tqdm progress bar,
 Ctrl-C handling and writing the LoRA + loss curve.
 
 Ctrl-C once: training stops after the current step (a resumable checkpoint is written when the run has

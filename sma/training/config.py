@@ -95,8 +95,6 @@ class TrainConfig:
         checkpoint_every / checkpoint_dir / keep_checkpoints: resumable checkpoints every N steps
             (0 = only when stopped early, if a folder is given), newest ``keep_checkpoints`` kept.
         preview_every: call ``on_preview`` every N steps (0 = never).
-        finite_check_every: check the losses for NaN/inf every N steps (one device sync each time);
-            a failed check restores the last checked state and names the first bad step.
     """
 
     sma: SMAConfig | None = SMAConfig()
@@ -128,7 +126,6 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
     preview_every: int = 0
-    finite_check_every: int = 1
 
     def __init__(self, **settings: Any) -> None:
         own = {f.name: f.default for f in fields(self)}
@@ -214,7 +211,6 @@ class TrainConfig:
         check_int("checkpoint_every", self.checkpoint_every, 0, " (0 = off)")
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
         check_int("preview_every", self.preview_every, 0, " (0 = off)")
-        check_int("finite_check_every", self.finite_check_every, 1)
         if self.checkpoint_every and not self.checkpoint_dir:
             raise SMAInputError("checkpoint_every > 0 needs checkpoint_dir (a folder for the checkpoints).")
 

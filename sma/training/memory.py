@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import SMAInputError
+from ..validation import check_choice
 
 _ORIGINAL = "_sma_forward_before_checkpointing"
 
@@ -126,8 +126,7 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
             name = "fp32"
         else:
             name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name not in _DTYPES:
-        raise SMAInputError(f"precision must be one of auto, {', '.join(_DTYPES)}; got {name!r}.")
+    check_choice("precision", name, ("auto", *_DTYPES))  # "auto" was resolved above
     return Precision(name, _DTYPES[name], device.type)
 
 
