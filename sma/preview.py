@@ -7,8 +7,11 @@ Good enough to watch a training run converge; use the VAE for real frames.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .errors import SMAInputError
 
 SD15_LATENT_RGB_FACTORS: tuple[tuple[float, float, float], ...] = (
     #   R        G        B
@@ -45,3 +48,23 @@ def latents_to_rgb(latents: torch.Tensor, upscale: int = 1) -> torch.Tensor:
     if upscale > 1:
         rgb = F.interpolate(rgb, scale_factor=upscale, mode="nearest")
     return rgb[0] if single else rgb
+
+
+# --- preview frames ``[F, 3, h, w]`` (0..1) to what the node and the command line show ---------------------
+
+def upscale_frames(frames: torch.Tensor, upscale: int = 1) -> torch.Tensor:
+    """``[F, 3, h, w]`` -> float32 ``[F, 3, h*upscale, w*upscale]`` in [0, 1] on the CPU (nearest upscaling)."""
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise SMAInputError(f"expected frames [F, 3, h, w], got {tuple(frames.shape)}.")
+    x = frames.detach().float().cpu().clamp(0, 1)
+    return x.repeat_interleave(upscale, dim=-2).repeat_interleave(upscale, dim=-1) if upscale > 1 else x
+
+
+def frames_to_uint8(frames: torch.Tensor, upscale: int = 1) -> np.ndarray:
+    """``[F, 3, h, w]`` floats in 0..1 -> ``uint8 [F, h*upscale, w*upscale, 3]`` (nearest upscaling)."""
+    return (upscale_frames(frames, upscale) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def frames_to_image_batch(frames: torch.Tensor, upscale: int = 1) -> torch.Tensor:
+    """``[F, 3, h, w]`` floats -> a ComfyUI IMAGE batch ``[F, h*upscale, w*upscale, 3]`` float32 in [0, 1]."""
+    return upscale_frames(frames, upscale).permute(0, 2, 3, 1).contiguous()
