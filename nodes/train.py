@@ -12,6 +12,8 @@ from comfy_api.latest import io
 
 from ..sma.lora import save_motion_lora
 from ..sma.models.build import build_motion_unet, make_noise_scheduler
+from ..sma.models.config import find_base
+from ..sma.models.families import bases
 from ..sma.paths import safe_output_path
 from ..sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint
 from ..sma.viz import as_image_batch, loss_curve_image
@@ -78,13 +80,14 @@ def _encode(vae, frames: torch.Tensor, scale_factor: float) -> torch.Tensor:
         return latents.clone()
 
 
-def _check_sd15(model) -> None:
+def _check_base(model) -> None:
     config = getattr(model.model, "model_config", None)
     unet_config = getattr(config, "unet_config", {}) or {}
-    if unet_config.get("context_dim") != 768 or unet_config.get("model_channels") != 320:
+    if find_base(unet_config.get("context_dim"), unet_config.get("model_channels")) is None:
         name = type(config).__name__ if config is not None else "unknown"
+        names = " or ".join(b.name for b in bases())
         raise ValueError(f"Train Motion LoRA: the model is {name}, but AnimateDiff motion modules of this pack "
-                         "are for Stable Diffusion 1.5: load an SD1.5 checkpoint.")
+                         f"are for {names}: load an {names} checkpoint.")
 
 
 def _pixel_size(frames: torch.Tensor) -> torch.Tensor:
@@ -207,7 +210,7 @@ class TrainMotionLoRA(io.ComfyNode):
                 preview_every: int, resume: bool, more_clips=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        _check_sd15(model)
+        _check_base(model)
         with user_errors("Train Motion LoRA"):
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
