@@ -239,7 +239,7 @@ def identify_family(down_blocks: int, has_mid_block: bool, pe_lengths: Mapping[s
         raise SMAInputError(f"this {base} motion module fits none of the known families "
                             f"({', '.join(f.name for f in _FAMILIES.values() if f.base == base)}).")
     raise SMAInputError(
-        f"not a {' or '.join(counts)} motion module: the highest down_blocks index is {down_blocks - 1} "
+        f"not a motion module of {' or '.join(counts)}: the highest down_blocks index is {down_blocks - 1} "
         f"({', '.join(f'{b} has {n - 1}' for b, n in counts.items())})."
     )
 
