@@ -14,6 +14,8 @@ from comfy_api.v0_0_2 import io
 from ..sma.errors import SMAInputError
 from ..sma.loss import PHASE_LOSSES
 from ..sma.models.build import build_motion_unet
+from ..sma.models.config import find_base
+from ..sma.models.families import bases
 from ..sma.paths import safe_output_path
 from ..sma.preview import frames_to_image_batch, frames_to_uint8
 from ..sma.spectral import MODES as WAVELET_MODES
@@ -84,13 +86,14 @@ def _encode(vae, frames: torch.Tensor, scale_factor: float) -> torch.Tensor:
         return latents.clone()
 
 
-def _check_sd15(model) -> None:
+def _check_base(model) -> None:
     config = getattr(model.model, "model_config", None)
     unet_config = getattr(config, "unet_config", {}) or {}
-    if unet_config.get("context_dim") != 768 or unet_config.get("model_channels") != 320:
+    if find_base(unet_config.get("context_dim"), unet_config.get("model_channels")) is None:
         name = type(config).__name__ if config is not None else "unknown"
-        raise ValueError(f"Train Motion LoRA: the model is {name}, but AnimateDiff motion modules of this pack "
-                         "are for Stable Diffusion 1.5: load an SD1.5 checkpoint.")
+        names = " or ".join(b.name for b in bases())
+        raise SMAInputError(f"Train Motion LoRA: the model is {name}, but AnimateDiff motion modules of this pack "
+                         f"are for {names}: load an {names} checkpoint.")
 
 
 def _preview_image(frames: torch.Tensor):
@@ -196,7 +199,7 @@ class TrainMotionLoRA(io.ComfyNode):
                 preview_every: int, resume: bool, more_clips=None, loss_options=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        _check_sd15(model)
+        _check_base(model)
         with user_errors("Train Motion LoRA"):
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)

@@ -37,6 +37,7 @@ from ..loss import SMALoss, tweedie_estimate
 from ..lora import LoRAConfig, add_motion_lora, add_spatial_lora, enable_lora, export_motion_lora, lora_layers
 from ..lora import lora_parameters
 from ..models.build import make_noise_scheduler
+from ..models.config import family_base
 from ..models.norms import use_ade_group_norms
 from ..preview import latents_to_rgb
 from . import checkpoint as ckpt
@@ -96,8 +97,9 @@ class Trainer:
         self.info = motion_info if motion_info is not None else getattr(unet, "motion_info", None)
         self.pe_length = check_model(unet, self.info)
         self.family = self.info.family if self.info is not None else infer_family(unet, self.pe_length)
+        self.base = family_base(self.family)
         self.device = torch.device(device) if device is not None else model_device(unet)
-        self.scheduler = noise_scheduler if noise_scheduler is not None else make_noise_scheduler()
+        self.scheduler = noise_scheduler if noise_scheduler is not None else make_noise_scheduler(base=self.base.name)
         self.prediction_type = prediction_type(self.scheduler)
         horizon = int(self.scheduler.config.num_train_timesteps)
         if cfg.timestep_max >= horizon:
@@ -405,7 +407,7 @@ class Trainer:
                     if cb.on_step is not None:
                         cb.on_step(report)
                     if z0_hat is not None:
-                        preview = latents_to_rgb(z0_hat).cpu()
+                        preview = latents_to_rgb(z0_hat, base=self.base.name).cpu()
                         if cb.on_preview is not None:
                             cb.on_preview(step, preview)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -453,11 +455,12 @@ class Trainer:
         cfg = self.config
         settings = cfg.flat()
         h, w = (int(s) for s in self.clips[0].latents.shape[-2:])
+        px = self.base.pixels_per_latent
         # pixel [width, height] of each distinct clip size
-        sizes = sorted({(int(c.latents.shape[-1]) * 8, int(c.latents.shape[-2]) * 8) for c in self.clips})
+        sizes = sorted({(int(c.latents.shape[-1]) * px, int(c.latents.shape[-2]) * px) for c in self.clips})
         return {
-            "trainer": "sma", "version": __version__, "family": self.family, "base": "SD1.5",
-            "frames": self.window, "width": w * 8, "height": h * 8, "sizes": [list(s) for s in sizes],
+            "trainer": "sma", "version": __version__, "family": self.family, "base": self.base.name,
+            "frames": self.window, "width": w * px, "height": h * px, "sizes": [list(s) for s in sizes],
             "clips": len(self.clips), "steps": step, "steps_planned": cfg.steps, "stopped_early": stopped_early,
             "rank": cfg.lora.rank, "alpha": self.motion_lora.effective_alpha, "targets": list(cfg.lora.targets),
             **{name: settings[name] for name in metadata_settings(cfg)},
