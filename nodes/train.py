@@ -92,8 +92,8 @@ def _check_base(model) -> None:
     if find_base(unet_config.get("context_dim"), unet_config.get("model_channels")) is None:
         name = type(config).__name__ if config is not None else "unknown"
         names = " or ".join(b.name for b in bases())
-        raise SMAInputError(f"Train Motion LoRA: the model is {name}, but AnimateDiff motion modules of this pack "
-                         f"are for {names}: load an {names} checkpoint.")
+        raise SMAInputError(f"the model is {name}, but AnimateDiff motion modules of this pack "
+                             f"are for {names}: load an {names} checkpoint.")
 
 
 def _preview_image(frames: torch.Tensor):
@@ -199,8 +199,8 @@ class TrainMotionLoRA(io.ComfyNode):
                 preview_every: int, resume: bool, more_clips=None, loss_options=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        _check_base(model)
         with user_errors("Train Motion LoRA"):
+            _check_base(model)
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
             config = TrainConfig(
