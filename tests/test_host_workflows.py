@@ -21,7 +21,8 @@ from sma.lora import load_motion_lora, save_motion_lora
 from sma.lora.keys import MOTION_LORA_MODULE, ade_lora_key
 from sma.synthetic import moving_shapes_clip
 from sma.video import write_video
-from workflow_tools import (
+from workflows import build_workflows as bw
+from workflows.ui_format import (
     FILE_INPUTS,
     FRONTEND_ONLY_TYPES,
     check_workflow,
@@ -31,7 +32,6 @@ from workflow_tools import (
     ui_to_api,
     widget_slots,
 )
-from workflows import build_workflows as bw
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 NAMES = sorted(bw.WORKFLOWS)
