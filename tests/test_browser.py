@@ -47,7 +47,7 @@ READY = ("() => !!(window.app?.vueAppReady && app.graph && app.canvas "
 # Display-only widgets the frontend adds (the clip preview of a loader, PreviewAny's text); graphToPrompt sends
 # them as "" and the server ignores them.
 DISPLAY_WIDGETS = {"video-preview", "preview"}
-# Thrown by a setting's onChange at every startup of frontend 1.27.10 (shared/docs/BROWSER.md); harmless.
+# Thrown by a setting's onChange at every startup of frontend 1.27.10 (docs/workflow-format.md); harmless.
 BENIGN_PAGE_ERRORS = ("Cannot read properties of undefined (reading 'id')",)
 
 LOAD_JS = """

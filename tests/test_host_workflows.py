@@ -230,7 +230,7 @@ def test_validator_and_layout_check_find_broken_workflows(definitions):
 
 
 # The frontend's own format for a small graph, written by hand from what comfyui-frontend-package 1.27.10 saves
-# (shared/docs/BROWSER.md; the browser test compares this converter with the real graphToPrompt).
+# (docs/workflow-format.md; the browser test compares this converter with the real graphToPrompt).
 HAND_DEFINITIONS = {
     "Loader": {
         "input": {"required": {"video": ["COMBO", {"options": ["a.mp4", "b.mp4"], "video_upload": True}],
