@@ -73,12 +73,9 @@ def _training(g: Graph) -> NodeRef:
         video = _reference_loader(g, REFERENCE_VIDEO, SIZE)
     with g.column("3 · Train", GROUP_COLORS["train"]):
         g.note(TRAIN_NOTE, 130)
-        train = g.add("SMA_TrainMotionLoRA", {
+        train = g.add("SMA_TrainMotionLoRA", {  # every training setting at the node's default
             "model": checkpoint["MODEL"], "vae": checkpoint["VAE"], "positive": prompt["CONDITIONING"],
-            "frames": video["frames"], "motion_model": MOTION_MODULE, "lora_name": LORA_STEM, "steps": 400,
-            "learning_rate": 5e-4, "spatial_learning_rate": 1e-4, "rank": 32, "sma_mode": "plus",
-            "lambda_global": 0.4, "lambda_local": 0.2, "wavelet_levels": 0, "spatial_path": True, "seed": 0,
-            "checkpoint_every": 100, "preview_every": 25, "resume": False})
+            "frames": video["frames"], "motion_model": MOTION_MODULE, "lora_name": LORA_STEM})
     with g.column("4 · Results", GROUP_COLORS["result"], width=400):
         g.note(RESULTS_NOTE, 70)
         g.add("PreviewAny", {"source": train["lora_name"]}, title="Saved LoRA", height=90)
