@@ -4,7 +4,7 @@
 of the predicted clean latents ``z0_hat`` and the reference latents ``z0``, both ``[B, F, C, H, W]``.
 The host method's own loss (MSE on noise, ...) is added by the trainer, not here.
 
-Two modes (see docs/SMA.md):
+Two modes (see docs/sma-loss.md):
 
 - ``paper`` reproduces the reference code (``train_inference.py`` of
   geonyeong-park/Spectral-Motion-Alignment, functions ``sma_global`` / ``sma_local`` /

@@ -38,7 +38,7 @@ from sma.video import read_video, write_video
 from sma.viz import COLUMN_WIDTH, LOSS_CURVE_SIZE, PANEL_HEIGHT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (DIFFUSERS.md)
+V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (docs/lora-format.md)
 DEMO_STEPS = 10
 DEMO_FILES = ("motion_lora.safetensors", "reference.mp4", "reference.gif", "loss_curve.png", "spectra.png",
               "estimate.gif", "summary.json")

@@ -69,7 +69,7 @@ def forward(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
 
 
 def ade_model_key(lora_key: str) -> str:
-    """The motion-module key ADE patches for a LoRA ``.down`` key (its documented renaming, FORMATS.md)."""
+    """The motion-module key ADE patches for a LoRA ``.down`` key (its documented renaming, docs/lora-format.md)."""
     key = lora_key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("up.", "")
     return key if "to_out.0." in key else key.replace("to_out.", "to_out.0.")
 
