@@ -1,6 +1,12 @@
 """The pack's exception types: what the CLI and the ComfyUI nodes show as a message, without a traceback."""
 
 
+def key_examples(keys: list[str], limit: int = 4) -> str:
+    """The first ``limit`` of ``keys`` quoted, for error messages (``'a', 'b' and 3 more``)."""
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
 class SMAError(Exception):
     """Base of the pack's errors; the message says what happened and what to do."""
 

@@ -20,6 +20,8 @@ import torch
 from diffusers import DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
 from ..errors import SMAInputError
+from ..loss import PREDICTION_TYPES
+from ..validation import check_choice
 from . import config as shipped
 from .config import check_family, load_config, motion_adapter_config, size_of_channels
 from .detect import MotionModuleInfo
@@ -43,8 +45,7 @@ def make_noise_scheduler(
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon", base: str = DEFAULT_BASE
 ) -> DDPMScheduler:
     """The DDPM schedule motion modules of ``base`` train with (SD1.5: 1000 steps, linear betas 0.00085..0.012)."""
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise SMAInputError(f"prediction_type must be 'epsilon' or 'v_prediction', not {prediction_type!r}.")
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     return DDPMScheduler.from_config(load_config(base_spec(base).noise_schedule), prediction_type=prediction_type)
 
 

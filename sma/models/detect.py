@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 import torch
 
-from ..errors import SMAInputError
+from ..errors import SMAInputError, key_examples
 from .families import POS_ENCODER, family_spec, identify_family, registered_pe_keys
 
 _DOWN_INDEX = re.compile(r"^down_blocks\.(\d+)\.")
@@ -43,10 +43,6 @@ class MotionModuleInfo:
         return family_spec(self.family).group_norms == "across_frames"
 
 
-def _examples(keys: list[str], count: int = 3) -> str:
-    return ", ".join(repr(k) for k in keys[:count])
-
-
 def _refuse_other_files(keys: list[str]) -> None:
     """Raise a precise SMAInputError when the keys are clearly not a motion module."""
     if not keys:
@@ -54,14 +50,14 @@ def _refuse_other_files(keys: list[str]) -> None:
     lora = [k for k in keys if any(m in k for m in _LORA_MARKERS)]
     if lora:
         raise SMAInputError(
-            f"this looks like a LoRA file, not a motion module (keys such as {_examples(lora)}); "
+            f"this looks like a LoRA file, not a motion module (keys such as {key_examples(lora)}); "
             "load it as a motion LoRA and pick an AnimateDiff motion module (e.g. v3_sd15_mm) as the model."
         )
     checkpoint = [k for k in keys if k.startswith(_CHECKPOINT_MARKERS)]
     if checkpoint:
         raise SMAInputError(
             f"this looks like a full Stable Diffusion checkpoint, not a motion module (keys such as "
-            f"{_examples(checkpoint)}); pick it as the base model and an AnimateDiff motion module separately."
+            f"{key_examples(checkpoint)}); pick it as the base model and an AnimateDiff motion module separately."
         )
     if not any(".motion_modules." in k or ".temporal_attentions." in k for k in keys):
         hint = ""
@@ -70,7 +66,7 @@ def _refuse_other_files(keys: list[str]) -> None:
         elif any(k.startswith(("input_blocks.", "middle_block.", "output_blocks.")) for k in keys):
             hint = " (it looks like a Stable Diffusion UNet)"
         raise SMAInputError(
-            f"this is not an AnimateDiff motion module{hint}: no 'motion_modules' keys; found e.g. {_examples(keys)}."
+            f"this is not an AnimateDiff motion module{hint}: no 'motion_modules' keys; found e.g. {key_examples(keys)}."
         )
     if not any(".temporal_transformer." in k or ".temporal_attentions." in k for k in keys):
         raise SMAInputError(
