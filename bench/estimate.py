@@ -1,16 +1,16 @@
 """Peak memory and FLOPs of one motion-LoRA training step at full size, computed on the CPU without a GPU.
 
-    python bench/estimate.py [--grid default|full|levers] [--families v3,v2] [--out DIR]
-    python bench/estimate.py --validate            # against a real CPU run at a small size
-    python bench/estimate.py --compare results.jsonl  # against bench/gpu_bench.py's measurements
+    python -m bench.estimate [--grid default|full|levers] [--families v3,v2] [--only NAMES] [--out DIR]
+    python -m bench.estimate --validate               # against a real CPU run at a small size
+    python -m bench.estimate --compare results.jsonl  # against bench/gpu_bench.py's measurements
 
 How: the pack's real :class:`~sma.train.Trainer` runs one step on a full-size SD1.5 + AnimateDiff model
 whose weights are fake tensors (``torch._subclasses.fake_tensor.FakeTensorMode``: shapes, dtypes and
 devices, no data). Three dispatch modes watch it:
 
 - :class:`FakeScalars` keeps small tensors made from no fake input real (random draws, step counters,
-  the GradScaler's scale) and answers the few scalar reads of fake values (finite checks: finite; loss
-  values and norms: 1.0), so the trainer's control flow runs as on a device;
+  the GradScaler's scale) and answers the scalar reads of fake values (finite checks: finite; loss values,
+  norms and flags: 0), so the trainer's control flow runs as on a device;
 - :class:`LiveBytes` counts the bytes of every live storage after each operation (sizes rounded up to
   the CUDA caching allocator's 512-byte blocks) and keeps the peak, per phase, with a breakdown into
   weights, LoRA weights, gradients, optimizer state and activations at the peak;
@@ -49,10 +49,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map_only
 from torch.utils.flop_counter import flop_registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/estimate.py
 
-from gpu_bench import HEADLINE, PORTS, Setting, clean_model, make_clip, train_config  # noqa: E402
+from bench.gpu_bench import HEADLINE, PORTS, Setting, clean_model, make_clip, train_config  # noqa: E402
 
 from sma.models.build import make_noise_scheduler, use_ade_group_norms  # noqa: E402
 from sma.models.config import motion_adapter_config, unet_config  # noqa: E402
@@ -89,8 +88,8 @@ class FakeScalars(TorchDispatchMode):
 
     Operations with a fake input go to the fake mode. Operations without one run for real (the fake mode
     switched off); a factory's result larger than :data:`SMALL` elements becomes fake. Reading a Python
-    scalar from a fake tensor (``bool``, ``float``, ``.item()``) gives True for booleans (the trainer's
-    finite checks) and 1 otherwise (loss values, gradient norms).
+    scalar from a fake tensor (``bool``, ``float``, ``.item()``, ``.tolist()``) gives True for booleans (finite
+    checks) and 0 otherwise (loss values, gradient norms, "bad output" flags: all finite and fine).
     """
 
     def __init__(self, fake: FakeTensorMode) -> None:
@@ -103,7 +102,7 @@ class FakeScalars(TorchDispatchMode):
         if any(isinstance(a, FakeTensor) for a in tensors):
             if func is torch.ops.aten._local_scalar_dense.default:
                 value = args[0]
-                return True if value.dtype == torch.bool else (1.0 if value.is_floating_point() else 1)
+                return True if value.dtype == torch.bool else (0.0 if value.is_floating_point() else 0)
             return func(*args, **kwargs)
         with unset_fake_temporarily():
             out = func(*args, **kwargs)
@@ -401,7 +400,7 @@ def validate(frames: int = 8, size: int = 256, precision: str = "fp32", checkpoi
     during the run minus before, sampled every 5 ms). Estimate: one fake step plus the optimizer state
     (the steady-state formula). Errors are ``estimate / measured - 1``.
     """
-    from bench_train import PeakRSS, build_model
+    from bench.bench_train import PeakRSS, build_model
 
     row = Setting("validate", frames=frames, size=size, precision=precision, checkpointing=checkpointing,
                   spatial=spatial, sma=sma)

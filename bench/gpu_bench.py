@@ -1,6 +1,6 @@
 """Measure motion-LoRA training on a real GPU: seconds per step, peak memory and the SMA share of a step.
 
-    python bench/gpu_bench.py --out results/gpu [--budget-s 240] [--limit N] [--families v3,v2]
+    python -m bench.gpu_bench --out results/gpu [--budget-s 240] [--limit N] [--families v3,v2]
                               [--steps 3] [--warmup 1] [--device cuda] [--model full|tiny]
 
 One command, nothing downloaded: a random-weight SD1.5 UNet and AnimateDiff motion module with the real
@@ -44,10 +44,9 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/gpu_bench.py
 
-from bench_train import build_model  # noqa: E402  (same folder)
+from bench.bench_train import build_model  # noqa: E402
 
 from sma.lora import adapter_names, remove_lora  # noqa: E402
 from sma.loss import tweedie_estimate  # noqa: E402
@@ -379,12 +378,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def estimator() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """``estimate.estimate_setting`` when bench/estimate.py provides it."""
-    try:
-        import estimate
-    except ImportError:
-        return None
-    return getattr(estimate, "estimate_setting", None)
+    """``bench.estimate.estimate_setting`` (imported only when asked: it needs no GPU but takes minutes)."""
+    from bench.estimate import estimate_setting
+
+    return estimate_setting
 
 
 COLUMNS = ("name", "family", "frames", "size", "precision", "checkpointing", "spatial", "sma", "rank", "optimizer",

@@ -1,16 +1,11 @@
 """bench/estimate.py: the fake-tensor estimate of a training step against a real CPU run, and its parts."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import estimate  # noqa: E402
-from gpu_bench import Setting  # noqa: E402
+from bench import estimate
+from bench.gpu_bench import Setting
 
 TOLERANCE_PCT = 1.0
 """Estimated vs real live bytes; measured error -0.03 % to +0.02 % (docs/performance.md)."""
@@ -30,7 +25,7 @@ def test_estimate_matches_a_real_cpu_step():
     row = Setting("ci", frames=4, size=64, precision="fp32", checkpointing="pack", spatial=False, sma="off")
     model, fake = estimate._model("v3", torch.float32, "tiny")
     fake_run = estimate.measure_step(model, row, fake=fake)
-    from bench_train import build_model
+    from bench.bench_train import build_model
 
     real_run = estimate.measure_step(build_model("tiny", torch.device("cpu"), torch.float32), row, fake=None, steps=2)
     error = 100 * (fake_run["peak_bytes"] / real_run["peak_bytes"] - 1)
@@ -65,13 +60,13 @@ def test_live_bytes_counts_what_autograd_keeps():
 
 
 def test_fake_scalars_keep_control_flow_running():
-    """Scalar reads of fake values answer (finite: True, values: 1.0); small real draws stay real."""
+    """Scalar reads of fake values answer (finite: True, values: 0); small real draws stay real."""
     fake = torch._subclasses.fake_tensor.FakeTensorMode(allow_non_fake_inputs=True)
     with fake:
         big = torch.empty(1000, 1000)
     with fake, estimate.FakeScalars(fake):
         assert bool(torch.isfinite(big).all()) is True
-        assert float(big.sum()) == 1.0
+        assert float(big.sum()) == 0.0
         draw = torch.rand((), generator=torch.Generator().manual_seed(0))
         assert not isinstance(draw, torch._subclasses.fake_tensor.FakeTensor)
         assert float(draw) == pytest.approx(torch.rand((), generator=torch.Generator().manual_seed(0)).item())

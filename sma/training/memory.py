@@ -12,6 +12,7 @@ names (and LoRA key names) never change.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import SMAInputError
+from ..validation import check_choice
 
 _ORIGINAL = "_sma_forward_before_checkpointing"
 
@@ -157,8 +159,7 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
             name = "bf16"
         else:
             name = "fp32"
-    if name not in _DTYPES:
-        raise SMAInputError(f"precision must be one of auto, {', '.join(_DTYPES)}; got {name!r}.")
+    check_choice("precision", name, ("auto", *_DTYPES))  # "auto" was resolved above
     if name == "fp16" and device.type not in ("cuda", "cpu"):
         bf16 = "bf16 or fp32" if native_bf16(device) else "fp32 (bf16 is not available on this system)"
         raise SMAInputError(f"precision fp16 needs loss scaling (a GradScaler), which the trainer supports on CUDA and "
@@ -169,7 +170,8 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision(name, _DTYPES[name], device.type)
 
 
-def empty_device_cache(device: torch.device) -> None:
-    """Release cached allocator blocks on CUDA (no-op elsewhere)."""
+def free_memory(device: torch.device) -> None:
+    """Collect garbage and release cached allocator blocks on CUDA (after a model or tensors were dropped)."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
