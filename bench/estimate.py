@@ -86,7 +86,8 @@ UTILISATION = 0.35
 class FakeScalars(TorchDispatchMode):
     """Run on top of a FakeTensorMode: small real tensors stay real, scalar reads of fake tensors answer.
 
-    Operations with a fake input go to the fake mode. Operations without one run for real (the fake mode
+    Operations with a fake input, or that create a tensor on another device than the CPU (fake CUDA), go to
+    the fake mode. Operations without one run for real (the fake mode
     switched off); a factory's result larger than :data:`SMALL` elements becomes fake. Reading a Python
     scalar from a fake tensor (``bool``, ``float``, ``.item()``, ``.tolist()``) gives True for booleans (finite
     checks) and 0 otherwise (loss values, gradient norms, "bad output" flags: all finite and fine).
@@ -99,7 +100,8 @@ class FakeScalars(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
-        if any(isinstance(a, FakeTensor) for a in tensors):
+        device = kwargs.get("device")
+        if any(isinstance(a, FakeTensor) for a in tensors) or (device is not None and torch.device(device).type != "cpu"):
             if func is torch.ops.aten._local_scalar_dense.default:
                 value = args[0]
                 return True if value.dtype == torch.bool else (0.0 if value.is_floating_point() else 0)
