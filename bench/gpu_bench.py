@@ -260,7 +260,8 @@ def run_setting(model: torch.nn.Module, row: Setting, device: torch.device, args
     times = [b - a for a, b in zip(stamps[args.warmup - 1:], stamps[args.warmup:])]
     step_s = statistics.median(times)
     line = {"kind": "run", **asdict(row), "latent": latent, "device": str(device),
-            "steps_timed": len(times), "seconds_per_step": round(step_s, 4), "min_seconds_per_step": round(min(times), 4),
+            "steps_timed": len(times), "seconds_per_step": round(step_s, 4),
+            "min_seconds_per_step": round(min(times), 4),
             "first_step_s": round(stamps[0] - began, 3), "weights_gib": _round(weights_gib),
             "sma_ms": _round(sma_ms, 2),
             "sma_share_pct": round(100 * sma_ms / (1000 * step_s), 2) if sma_ms is not None else None,
@@ -481,7 +482,8 @@ def main() -> None:
         try:
             line = run_setting(model, row, device, args, clock)
         except Exception as error:  # noqa: BLE001  (OOM or a bug: record it, go on with the next one)
-            line = {"kind": "error", **asdict(row), "reason": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}",
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            line = {"kind": "error", **asdict(row), "reason": reason,
                     "traceback": traceback.format_exc(), **memory_now(device)}
             print(f"[{row.label()}] failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         if estimate_setting is not None and line["kind"] == "run":
@@ -489,7 +491,8 @@ def main() -> None:
                 predicted = estimate_setting(asdict(row))
                 line["estimate_gib"] = _round(predicted["peak_gib"])
                 if line.get("peak_allocated_gib"):
-                    line["estimate_error_pct"] = round(100 * (predicted["peak_gib"] / line["peak_allocated_gib"] - 1), 1)
+                    error_pct = 100 * (predicted["peak_gib"] / line["peak_allocated_gib"] - 1)
+                    line["estimate_error_pct"] = round(error_pct, 1)
             except Exception as error:  # noqa: BLE001
                 line["estimate_error"] = repr(error)
         emit(line)
