@@ -57,16 +57,16 @@ def _switches(text: str) -> list[bool]:
     return [allowed[v.strip()] for v in text.split(",") if v.strip()]
 
 
-def build_model(kind: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """A random-weight ``UNetMotionModel`` (v3 layout), ``tiny`` or ``full`` SD1.5 size, on ``device``."""
+def build_model(kind: str, device: torch.device, dtype: torch.dtype, family: str = "v3") -> torch.nn.Module:
+    """A random-weight ``UNetMotionModel`` (``family`` layout), ``tiny`` or ``full`` SD1.5 size, on ``device``."""
     if kind == "tiny":
-        return tiny_motion_unet("v3", seed=0, dtype=dtype).to(device)
+        return tiny_motion_unet(family, seed=0, dtype=dtype).to(device)
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     with torch.device(device):  # random init straight on the target device
         unet = UNet2DConditionModel.from_config(unet_config("full"))  # fp32; build_motion_unet casts
-    motion = motion_module_state_dict("v3", "full", dtype=torch.float16, seed=0)
+    motion = motion_module_state_dict(family, "full", dtype=torch.float16, seed=0)
     model = build_motion_unet(unet, motion, dtype)
     del unet, motion
     gc.collect()

@@ -234,12 +234,16 @@ class ComfySource:
         self.model, self.vae, self.clips, self.motion_path = model, vae, clips, motion_path
 
     def training_clips(self, device: torch.device) -> list[TrainingClip]:
+        import comfy.model_management as mm
+
         scale = float(self.model.model.latent_format.scale_factor)
         text = _text_embedding(self.clips[0].positive)
-        return [TrainingClip(latents=_encode(self.vae, clip.frames, scale),
-                             text_embedding=_text_embedding(clip.positive) if clip.positive else text,
-                             name=f"clip {i + 1}")
-                for i, clip in enumerate(self.clips)]
+        clips = [TrainingClip(latents=_encode(self.vae, clip.frames, scale),
+                              text_embedding=_text_embedding(clip.positive) if clip.positive else text,
+                              name=f"clip {i + 1}")
+                 for i, clip in enumerate(self.clips)]
+        mm.unload_all_models()  # the VAE that encoded the clips leaves the device before training
+        return clips
 
     def motion_unet(self, dtype: torch.dtype) -> torch.nn.Module:
         with torch.inference_mode(False):

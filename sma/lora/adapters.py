@@ -140,8 +140,14 @@ class LoRAAdapter(nn.Module):
         return (self.up.float() @ self.down.float()) * (self.scale * self.multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Adapter output for the layer input ``x [..., in]``: ``[..., out]`` in the adapter dtype."""
-        hidden = nn.functional.linear(self.dropout(x.to(self.down.dtype)), self.down)
+        """Adapter output for the layer input ``x [..., in]``: ``[..., out]`` (adapter dtype, or autocast's).
+
+        Under autocast the input is not cast to the adapter dtype first: autocast would cast it straight back,
+        and the copy it saved for backward would be one more activation per adapted layer.
+        """
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.down.dtype)
+        hidden = nn.functional.linear(self.dropout(x), self.down)
         return nn.functional.linear(hidden, self.up) * (self.scale * self.multiplier)
 
 

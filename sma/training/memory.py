@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import SMAInputError
 from ..validation import check_choice
 
 _ORIGINAL = "_sma_forward_before_checkpointing"
@@ -117,16 +118,55 @@ class Precision:
 
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TRAINING_DEVICES = ("cuda", "xpu", "mps", "cpu")
+"""Device types the trainer runs on (ROCm builds report ``cuda``)."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` computes bf16 in hardware (CUDA: compute capability 8.0+, not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "xpu":
+        return bool(torch.xpu.is_bf16_supported())
+    if device.type == "mps":
+        try:  # bf16 needs macOS 14+; older systems raise here
+            torch.ones(1, dtype=torch.bfloat16, device=device)
+        except (RuntimeError, TypeError):
+            return False
+        return True
+    return device.type == "cpu"
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto``: fp32 on CPU; on CUDA bf16 where supported, else fp16 (with a GradScaler)."""
+    """The training precision for ``name`` on ``device``, refused up front where it cannot work.
+
+    ``auto``: CUDA (and ROCm) bf16 where the GPU has it natively, else fp16 with a GradScaler; Intel XPU bf16
+    where supported, else fp32; Apple MPS and the CPU fp32. fp16 needs loss scaling and is allowed on CUDA
+    and the CPU only; bf16 only where the device computes it natively (it is emulated, and very slow, on
+    CUDA GPUs before compute capability 8.0).
+
+    Raises:
+        SMAInputError: unknown name, a device type the trainer does not run on, or a precision the device
+            cannot train with (the message says what to use instead).
+    """
+    if device.type not in TRAINING_DEVICES:
+        raise SMAInputError(f"training runs on CUDA (NVIDIA or AMD ROCm), Intel XPU, Apple MPS or the CPU; "
+                            f"this device is {device.type!r}. Use the CPU (slow) or one of those devices.")
     if name == "auto":
-        if device.type != "cuda":
-            name = "fp32"
+        if device.type == "cuda":
+            name = "bf16" if native_bf16(device) else "fp16"
+        elif device.type == "xpu" and native_bf16(device):
+            name = "bf16"
         else:
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            name = "fp32"
     check_choice("precision", name, ("auto", *_DTYPES))  # "auto" was resolved above
+    if name == "fp16" and device.type not in ("cuda", "cpu"):
+        bf16 = "bf16 or fp32" if native_bf16(device) else "fp32 (bf16 is not available on this system)"
+        raise SMAInputError(f"precision fp16 needs loss scaling (a GradScaler), which the trainer supports on CUDA and "
+                            f"the CPU only; on {device.type} use {bf16}.")
+    if name == "bf16" and not native_bf16(device):
+        raise SMAInputError(f"this {device.type} device has no native bf16 (on CUDA: compute capability 8.0+, "
+                            f"e.g. RTX 30xx or newer); use precision fp16 on CUDA, or fp32.")
     return Precision(name, _DTYPES[name], device.type)
 
 

@@ -71,6 +71,23 @@ def model_device(unet: nn.Module) -> torch.device:
     return next(unet.parameters()).device
 
 
+def _placed(tensor: torch.Tensor, device: torch.device) -> bool:
+    return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
+
+
+def place_model(unet: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move ``unet`` to ``device`` and cast its floating parameters to ``dtype``, skipping what is already there.
+
+    Skipping matters beyond speed: ``Module.to`` swaps every tensor, which fails for tensor subclasses such
+    as the fake tensors of ``bench/estimate.py``.
+    """
+    tensors = [*unet.parameters(), *unet.buffers()]
+    if not all(_placed(t, device) for t in tensors):
+        unet.to(device=device)
+    if any(p.dtype != dtype for p in unet.parameters() if p.is_floating_point()):
+        unet.to(dtype=dtype)
+
+
 def release_inference_tensors(model: nn.Module) -> int:
     """Replace parameters/buffers created under ``torch.inference_mode`` by normal copies (in place).
 

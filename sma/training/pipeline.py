@@ -78,6 +78,7 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         SMAInputError: bad clips, settings or checkpoint. TrainingDiverged: NaN/inf during training.
     """
     device = torch.device(device)
+    resolve_precision(config.precision, device)  # an unusable device or precision is refused before any work
     clips = source.training_clips(device)
     free_memory(device)
     result, interrupted = _train(source, clips, config, device, motion_info, resume_from, callbacks, runner)

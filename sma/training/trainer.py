@@ -57,6 +57,7 @@ from .model import (
     check_model,
     infer_family,
     model_device,
+    place_model,
     release_inference_tensors,
 )
 from .objectives import debiased_mse, diffusion_target, prediction_type
@@ -136,10 +137,7 @@ class Trainer:
         release_inference_tensors(unet)
         use_ade_group_norms(unet, self.family)  # train the model ADE runs (per-frame temporal norms)
         unet.requires_grad_(False)
-        unet.to(device=self.device)
-        dtype = self.precision.weight_dtype
-        if any(p.dtype != dtype for p in unet.parameters() if p.is_floating_point()):
-            unet.to(dtype=dtype)
+        place_model(unet, self.device, self.precision.weight_dtype)
         add_motion_lora(unet, self.motion_lora, MOTION_ADAPTER)
         self.temporal_params = lora_parameters(unet, MOTION_ADAPTER)
         self.spatial_params: list[nn.Parameter] = []
