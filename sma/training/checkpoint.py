@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_write_path
 from ..errors import SMAInputError
+from ..integrity import verify_checksums, with_checksums
 
 METADATA_KEY = "sma_checkpoint"
 FORMAT_VERSION = 1
@@ -50,9 +51,8 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     """Write ``tensors`` + JSON ``state`` to ``path`` atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})}
+    metadata = with_checksums(payload, {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})})
     with atomic_write_path(path) as temp:
         save_file(payload, str(temp), metadata=metadata)
     return path
@@ -61,23 +61,34 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, state)`` of a checkpoint file (CPU tensors).
 
+    Files carry checksums (:mod:`sma.integrity`), so a damaged checkpoint is refused, never resumed from.
+
     Raises:
-        SMAInputError: not a file written by :func:`save_checkpoint`.
+        SMAInputError: not a file written by :func:`save_checkpoint`, damaged, or NaN/inf tensors.
     """
     path = Path(path)
     if not path.is_file():
         raise SMAInputError(f"no checkpoint file at {path}.")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
+            metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise SMAInputError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
-    state = json.loads(raw)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise SMAInputError(f"{path}: checkpoint format {state.get('format_version')!r}, "
+    verify_checksums(tensors, metadata, str(path))
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        raise SMAInputError(f"{path}: '{METADATA_KEY}' is not valid JSON; the checkpoint is damaged.") from None
+    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise SMAInputError(f"{path}: {bad!r} holds NaN/inf values; resume from an earlier checkpoint.")
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        found = state.get("format_version") if isinstance(state, dict) else None
+        raise SMAInputError(f"{path}: checkpoint format {found!r}, "
                             f"this version reads {FORMAT_VERSION}.")
     return tensors, state
 

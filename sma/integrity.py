@@ -1,0 +1,68 @@
+"""Checksums that the pack's safetensors writers store in a file's metadata and its readers verify.
+
+A safetensors file has no checksum of its own, so a flipped byte in the tensor data loads as silently
+different weights. Files this pack writes (motion LoRAs, training checkpoints) carry
+``sma_checksums``: the CRC-32 of the other metadata, then one CRC-32 per tensor in sorted key order
+(hex, space-separated). A reader that finds the entry checks it and names the first tensor that
+differs; files without it (other tools', older ones) are read as they are.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+
+import torch
+
+from .errors import SMAInputError
+
+CHECKSUM_KEY = "sma_checksums"
+
+
+def tensor_crc(tensor: torch.Tensor) -> int:
+    """CRC-32 of a tensor's dtype, shape and raw bytes (CPU, C order)."""
+    head = f"{tensor.dtype}{tuple(tensor.shape)}".encode()
+    data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+    return zlib.crc32(data, zlib.crc32(head))
+
+
+def _metadata_crc(metadata: Mapping[str, str]) -> int:
+    rest = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    return zlib.crc32(json.dumps(rest, sort_keys=True).encode())
+
+
+def checksums(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """The ``sma_checksums`` value for ``tensors`` and the rest of ``metadata``."""
+    crcs = [_metadata_crc(metadata), *(tensor_crc(tensors[k]) for k in sorted(tensors))]
+    return " ".join(f"{c:08x}" for c in crcs)
+
+
+def with_checksums(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> dict[str, str]:
+    """``metadata`` plus its ``sma_checksums`` entry (what a writer passes to ``save_file``)."""
+    out = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    out[CHECKSUM_KEY] = checksums(tensors, out)
+    return out
+
+
+def verify_checksums(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], source: str) -> None:
+    """Check a file's tensors and metadata against its stored ``sma_checksums`` (no entry: nothing to check).
+
+    Raises:
+        SMAInputError: the entry is malformed, the metadata or a tensor differs from what was written
+            (names the first such tensor), or tensors were added or removed.
+    """
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        return
+    damaged = f"{source} is damaged (it differs from what was written; re-create or re-download it)"
+    try:
+        expected = [int(part, 16) for part in stored.split(" ")]
+    except ValueError:
+        raise SMAInputError(f"{damaged}: its '{CHECKSUM_KEY}' entry is not a list of checksums.") from None
+    if len(expected) != len(tensors) + 1:
+        raise SMAInputError(f"{damaged}: it holds {len(tensors)} tensors, {len(expected) - 1} were written.")
+    if expected[0] != _metadata_crc(metadata):
+        raise SMAInputError(f"{damaged}: its metadata was changed.")
+    for key, crc in zip(sorted(tensors), expected[1:]):
+        if tensor_crc(tensors[key]) != crc:
+            raise SMAInputError(f"{damaged}: tensor {key!r} was changed.")
