@@ -10,6 +10,7 @@ from ..sma.errors import SMAInputError
 from ..sma.lora import lora_rank, read_lora_file, save_motion_lora
 from ..sma.lora.convert import to_ade_state_dict
 from ..sma.lora.files import decode_metadata
+from ..sma.lora.validate import check_sd15_lora
 from .common import CATEGORY, MOTION_LORA_FOLDER, user_errors
 
 MotionLora = io.Custom("MOTION_LORA")
@@ -93,6 +94,7 @@ class ApplyMotionLoRA(io.ComfyNode):
             path = Path(_lora_path(lora_name))
             raw, raw_metadata = read_lora_file(path)  # read once; converted in memory
             state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
+            check_sd15_lora(state, path.name)  # ADE would skip unfit layers one by one: refuse them all here
             metadata = decode_metadata(raw_metadata)
             ade_name = ade_readable_name(lora_name, path, set(raw), state, metadata)
             info = describe(lora_name, state, metadata)

@@ -197,3 +197,16 @@ def sd15_motion_layers(has_mid_block: bool = True) -> dict[str, tuple[int, int]]
     return {key[: -len(".weight")]: shape for key, shape in layout.items()
             if key.endswith(".weight") and len(shape) == 2 and MOTION_LORA_MODULE.fullmatch(key[: -len(".weight")])}
 
+
+
+def check_sd15_lora(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse an ADE-layout LoRA with a layer that no SD1.5 motion module has, or has with another width.
+
+    For callers that do not hold the motion module yet (ADE applies the LoRA later, and would skip such
+    layers one by one, leaving the motion half-applied).
+    """
+    pairs = lora_pairs(state)
+    missing = check_lora_fits(pairs, sd15_motion_layers(), source, "SD1.5 motion modules")
+    if missing:
+        raise SMAInputError(f"{source}: layer {missing[0]!r} is in no SD1.5 motion module "
+                            f"({len(missing)} such layer(s)); the LoRA is not for an SD1.5 AnimateDiff model.")
