@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from sma.cli import main
 from sma.errors import SMAInputError
-from sma.integrity import CHECKSUM_KEY
+from sma.integrity import CHECKSUM_KEY, with_checksums
 from sma.lora import (
     LoRAConfig,
     adapter_names,
@@ -30,7 +30,7 @@ from sma.lora import (
     lora_layers,
     save_motion_lora,
 )
-from sma.lora.validate import MAX_METADATA_BYTES, check_sd15_lora, sd15_motion_layers
+from sma.lora.validate import MAX_METADATA_BYTES, check_sd15_lora, motion_lora_layers
 from sma.models.build import motion_module_state_dict, tiny_motion_unet
 from sma.models.files import load_motion_module
 from sma.train import load_checkpoint
@@ -203,6 +203,9 @@ def test_a_changed_byte_in_a_pack_lora_is_caught_by_its_checksum(tmp_path, capsy
     message = refused(path, "is damaged", "was changed")
     assert re.search(r"tensor '[^']+' was changed", message)
     inspect_refuses(capsys, path, "is damaged")
+    unchecked = write(tmp_path / "unchecked.safetensors", lora, {"sma_format": "ade-motion-lora/1"})
+    refused(unchecked, "is damaged", "'sma_checksums' entry is missing")  # the pack's marker, no checksum
+    assert len(load_motion_lora(write(tmp_path / "other.safetensors", lora, {"ss_network_dim": "4"}))[0]) == 320
 
 
 # --- layers the chosen motion module lacks, or has with another width; never half-applied -------------------------
@@ -254,7 +257,7 @@ def test_existing_adapter_with_other_rank_is_refused_before_any_layer_changes(lo
 
 
 def test_sd15_check_of_the_node_knows_every_sd15_layer_width(lora):
-    layers = sd15_motion_layers()
+    layers = motion_lora_layers()
     assert len(layers) == 21 * 12  # v2 layout: 21 motion modules x (8 attention + 2 ff + 2 proj)
     q = "down_blocks.1.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q"
     assert layers[q] == (640, 640)
@@ -303,11 +306,15 @@ def test_damaged_checkpoints_are_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(SMAInputError, match=r"checkpoint-000002\.safetensors is damaged .*tensor 'lora.a' was changed"):
         load_checkpoint(path)
-    nan = save_file({"lora.a": torch.full((2, 2), float("nan"))}, str(tmp_path / "n.safetensors"),
-                    metadata={"sma_checkpoint": json.dumps({"format_version": 1})})
-    assert nan is None
+    unchecked = {"lora.a": torch.zeros(2)}
+    save_file(unchecked, str(tmp_path / "u.safetensors"), metadata={"sma_checkpoint": json.dumps({"format_version": 1})})
+    with pytest.raises(SMAInputError, match=r"u\.safetensors is damaged .*'sma_checksums' entry is missing"):
+        load_checkpoint(tmp_path / "u.safetensors")
+    nan = {"lora.a": torch.full((2, 2), float("nan"))}  # checksums match: a diverged run's state, as written
+    save_file(nan, str(tmp_path / "n.safetensors"),
+              metadata=with_checksums(nan, {"sma_checkpoint": json.dumps({"format_version": 1})}))
     with pytest.raises(SMAInputError, match=r"'lora.a' holds NaN/inf values; resume from an earlier checkpoint"):
         load_checkpoint(tmp_path / "n.safetensors")
-    save_file({"lora.a": torch.zeros(2)}, str(tmp_path / "j.safetensors"), metadata={"sma_checkpoint": "{step"})
+    save_file(unchecked, str(tmp_path / "j.safetensors"), metadata=with_checksums(unchecked, {"sma_checkpoint": "{step"}))
     with pytest.raises(SMAInputError, match="is not valid JSON; the checkpoint is damaged"):
         load_checkpoint(tmp_path / "j.safetensors")

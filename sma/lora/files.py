@@ -150,7 +150,7 @@ def read_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     except SMAInputError as error:
         raise SMAInputError(f"cannot read {path.name} as a motion LoRA: {error}") from error
     check_lora_metadata(metadata, path.name)
-    verify_checksums(tensors, metadata, path.name)
+    verify_checksums(tensors, metadata, path.name, required=any(k in metadata for k in _RESERVED))
     check_lora_tensors(tensors, path.name)
     return tensors, metadata
 

@@ -16,12 +16,14 @@ normalisation are refused by :func:`sma.lora.convert.to_ade_state_dict`, which c
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 
 import torch
 
 from ..errors import SMAInputError
+from ..integrity import peak_magnitudes
 from ..models.layout import original_motion_layout
 from .keys import MOTION_LORA_MODULE, parse_lora_key
 
@@ -76,15 +78,11 @@ def _json_entry(metadata: Mapping[str, str], key: str, source: str, why: str) ->
         raise _refuse(source, key, f"in the metadata is not valid JSON{why}.") from None
 
 
-def _check_values(key: str, tensor: torch.Tensor, source: str) -> None:
-    if tensor.numel() == 0:
-        raise _refuse(source, key, f"is empty {tuple(tensor.shape)}.")
-    values = tensor.detach()
-    if not bool(torch.isfinite(values).all()):
-        bad = int((~torch.isfinite(values)).sum())
+def _check_values(key: str, tensor: torch.Tensor, peak: float, source: str) -> None:
+    if not math.isfinite(peak):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
         raise _refuse(source, key, f"holds {bad} NaN/inf value(s) of {tensor.numel()}; the file is broken "
                                    "(a diverged training or a damaged download).")
-    peak = float(values.abs().max().float())
     if peak > MAX_ABS_VALUE:
         raise _refuse(source, key, f"holds a value of magnitude {peak:.3g} (at most {MAX_ABS_VALUE:g} is "
                                    "plausible for a LoRA); the file is broken.")
@@ -101,8 +99,10 @@ def check_lora_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> None
     total = sum(t.numel() for t in tensors.values())
     if total > MAX_VALUES:
         raise SMAInputError(f"{source}: {total:,} values (at most {MAX_VALUES:,}); far too large for a motion LoRA.")
+    parsed_keys = {key: parse_lora_key(key) for key in tensors}
+    peaks = peak_magnitudes({k: t for k, t in tensors.items() if parsed_keys[k] is not None})
     for key, tensor in tensors.items():
-        parsed = parse_lora_key(key)
+        parsed = parsed_keys[key]
         if parsed is None:
             continue
         if parsed.role == "alpha":
@@ -121,7 +121,9 @@ def check_lora_tensors(tensors: Mapping[str, torch.Tensor], source: str) -> None
             if rank > MAX_RANK or width > MAX_WIDTH:
                 raise _refuse(source, key, f"is {tuple(tensor.shape)}: rank at most {MAX_RANK}, widths at most "
                                            f"{MAX_WIDTH}.")
-        _check_values(key, tensor, source)
+        if tensor.numel() == 0:
+            raise _refuse(source, key, f"is empty {tuple(tensor.shape)}.")
+        _check_values(key, tensor, peaks[key], source)
 
 
 def _channels(module: str, out_features: int, in_features: int) -> int | None:
@@ -191,12 +193,13 @@ def check_lora_fits(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]], laye
     return missing
 
 
-def sd15_motion_layers(has_mid_block: bool = True) -> dict[str, tuple[int, int]]:
-    """``{module: (out, in)}`` of every LoRA-able layer of an SD1.5 motion module (v2 layout with the mid block)."""
-    layout = original_motion_layout(SD15_CHANNELS, SD15_LAYERS_PER_BLOCK, has_mid_block, None)
+def motion_lora_layers(channels: tuple[int, ...] = SD15_CHANNELS, layers_per_block: int = SD15_LAYERS_PER_BLOCK,
+                       has_mid_block: bool = True) -> dict[str, tuple[int, int]]:
+    """``{module: (out, in)}`` of every LoRA-able layer of a motion module (default: SD1.5, v2 layout with
+    the mid block, so a superset of v1/v3/AnimateLCM)."""
+    layout = original_motion_layout(channels, layers_per_block, has_mid_block, None)
     return {key[: -len(".weight")]: shape for key, shape in layout.items()
             if key.endswith(".weight") and len(shape) == 2 and MOTION_LORA_MODULE.fullmatch(key[: -len(".weight")])}
-
 
 
 def check_sd15_lora(state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -206,7 +209,7 @@ def check_sd15_lora(state: Mapping[str, torch.Tensor], source: str) -> None:
     layers one by one, leaving the motion half-applied).
     """
     pairs = lora_pairs(state)
-    missing = check_lora_fits(pairs, sd15_motion_layers(), source, "SD1.5 motion modules")
+    missing = check_lora_fits(pairs, motion_lora_layers(), source, "SD1.5 motion modules")
     if missing:
         raise SMAInputError(f"{source}: layer {missing[0]!r} is in no SD1.5 motion module "
                             f"({len(missing)} such layer(s)); the LoRA is not for an SD1.5 AnimateDiff model.")

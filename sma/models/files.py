@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import SMAInputError
+from ..integrity import first_non_finite
 from .detect import MotionModuleInfo, detect_motion_module
 from .keys import strip_wrapper_prefix
 from .layout import original_motion_layout
@@ -143,9 +144,9 @@ def check_motion_module(state_dict: dict[str, torch.Tensor], info: MotionModuleI
                                 "module is damaged.")
         if not tensor.is_floating_point():
             raise SMAInputError(f"{source}: {key!r} has dtype {tensor.dtype}; motion-module weights are float.")
-        if not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
-            raise SMAInputError(f"{source}: {key!r} holds NaN/inf values; the motion module is damaged "
-                                "(re-download it).")
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        raise SMAInputError(f"{source}: {bad!r} holds NaN/inf values; the motion module is damaged (re-download it).")
     missing = [k for k in layout if k not in state_dict]
     if missing:
         raise SMAInputError(f"{source}: {len(missing)} key(s) of a {info.family} motion module are missing, "

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_write_path
 from ..errors import SMAInputError
-from ..integrity import verify_checksums, with_checksums
+from ..integrity import first_non_finite, verify_checksums, with_checksums
 
 METADATA_KEY = "sma_checkpoint"
 FORMAT_VERSION = 1
@@ -78,12 +78,12 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
-    verify_checksums(tensors, metadata, str(path))
+    verify_checksums(tensors, metadata, str(path), required=True)
     try:
         state = json.loads(raw)
     except ValueError:
         raise SMAInputError(f"{path}: '{METADATA_KEY}' is not valid JSON; the checkpoint is damaged.") from None
-    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    bad = first_non_finite(tensors)
     if bad is not None:
         raise SMAInputError(f"{path}: {bad!r} holds NaN/inf values; resume from an earlier checkpoint.")
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
