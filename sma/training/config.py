@@ -125,7 +125,8 @@ class TrainConfig:
             _positive("alpha", self.alpha)
         if self.spatial_rank is not None:
             _int_at_least("spatial_rank", self.spatial_rank, 1)
-        if not 0.0 <= float(self.spatial_skip_prob) < 1.0:
+        _non_negative("spatial_skip_prob", self.spatial_skip_prob)
+        if not self.spatial_skip_prob < 1.0:
             raise SMAInputError(f"spatial_skip_prob must be in [0, 1), got {self.spatial_skip_prob!r}.")
         _choice("sma_mode", self.sma_mode, SMA_MODES)
         _non_negative("lambda_global", self.lambda_global)
