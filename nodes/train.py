@@ -10,6 +10,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..sma.atomic import check_writable
 from ..sma.lora import save_motion_lora
 from ..sma.models.build import build_motion_unet, make_noise_scheduler
 from ..sma.paths import safe_output_path
@@ -210,6 +211,7 @@ class TrainMotionLoRA(io.ComfyNode):
         _check_sd15(model)
         with user_errors("Train Motion LoRA"):
             out_path = safe_output_path(motion_lora_folder(), lora_name)
+            check_writable(out_path.parent)  # a read-only or full folder fails now, not after training
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
             config = TrainConfig(
                 steps=steps, lr_temporal=learning_rate, lr_spatial=spatial_learning_rate, rank=rank,

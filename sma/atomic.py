@@ -79,6 +79,27 @@ def _write_error(target: Path, error: BaseException) -> SMAInputError | None:
     return None
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise now, not after an hour of training, when no file can be written into ``folder``.
+
+    Creates (and removes) an empty temp file there.
+
+    Raises:
+        SMAInputError: the folder is read-only, not permitted, or its disk is full.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".write-check.{TEMP_MARKER}{os.getpid()}-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        friendly = _write_error(folder / "(new file)", error)
+        if friendly is not None:
+            raise friendly from error
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path``, on any error it is removed.
