@@ -1,6 +1,8 @@
 """Train Motion LoRA (SMA): the trainer of ``sma.train`` as a ComfyUI node, plus clip chaining."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -108,10 +110,14 @@ def _as_image(frames_rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _free_memory() -> None:
+    """Collect garbage, empty the device cache and give freed heap pages back to the OS (glibc keeps them
+    otherwise, so ComfyUI's memory would grow by the training model's size with every training)."""
     import comfy.model_management as mm
 
     gc.collect()
     mm.soft_empty_cache()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class ComfyProgress:
@@ -257,9 +263,10 @@ class TrainMotionLoRA(io.ComfyNode):
             unet = build_motion_unet(unet_weights, motion_path,
                                      dtype=torch.float32 if device.type == "cpu" else torch.float16)
             del unet_weights
+            trainer = None
             try:
                 trainer = Trainer(unet, clips, make_noise_scheduler(), config, device=device)
                 return trainer.run(progress.callbacks(), resume_from=resume_from)
             finally:
-                del unet
+                del unet, trainer  # the trainer holds the model too: both go before memory is trimmed
                 _free_memory()

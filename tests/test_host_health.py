@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sma.lora import load_motion_lora
+from sma.lora import ade_lora_key, load_motion_lora
+from sma.lora.validate import motion_lora_layers
 from sma.synthetic import moving_shapes_clip
 from sma.video import write_video
 from test_host_nodes import FRAMES, SIZE, TRAIN, train_prompt
@@ -170,14 +171,18 @@ def test_bad_motion_lora_is_a_ui_error_and_ade_motion_model_stays_unpatched(host
     ADE sees them (ADE would skip the unfit layer and apply the rest), so no motion model gets any of their
     layers; a good LoRA patches every layer."""
     comfy_host, _, lora_dir, made, motion = host
-    good = train(comfy_host, made, lora_dir, motion, "health_good", steps=1, seed=16, spatial_path=False)
-    state, _ = load_motion_lora(good)
+    generator = torch.Generator().manual_seed(16)
+    state = {}  # a rank-2 attention LoRA of the SD1.5 v3 layout (160 layers), in file order
+    for module, (out_features, in_features) in motion_lora_layers(has_mid_block=False).items():
+        if ".attention_blocks." in module:
+            state[ade_lora_key(module, "down")] = (torch.randn(2, in_features, generator=generator) * 0.1).half()
+            state[ade_lora_key(module, "up")] = (torch.randn(out_features, 2, generator=generator) * 0.1).half()
     keys = list(state)
     nan = {k: v.clone() for k, v in state.items()}
     nan[keys[-1]][0, 0] = float("nan")
     wide = dict(state)
     wide[keys[-2]] = torch.zeros(wide[keys[-2]].shape[0], 321, dtype=torch.float16)  # down [r, 321]
-    for name, tensors in (("health_nan_lora", nan), ("health_wide_lora", wide)):
+    for name, tensors in (("health_nan_lora", nan), ("health_wide_lora", wide), ("health_good", state)):
         path = lora_dir / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
         made.append(path)
