@@ -2,8 +2,8 @@
 
 A safetensors file has no checksum of its own, so a flipped byte in the tensor data loads as silently
 different weights. Files this pack writes (motion LoRAs, training checkpoints) carry
-``sma_checksums``: the CRC-32 of the other metadata, then one CRC-32 per tensor in sorted key order
-(hex, space-separated). Readers check it and name the first tensor that differs; a file with the pack's
+``sma_checksums``: the CRC-32 of the other metadata, then one CRC-32 per tensor (of its key, dtype, shape
+and bytes) in sorted key order (hex, space-separated). Readers check it and name the first tensor that differs; a file with the pack's
 markers but no checksum is refused as damaged, other tools' files (no markers) are read as they are.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from .errors import SMAInputError
 CHECKSUM_KEY = "sma_checksums"
 
 
-def tensor_crc(tensor: torch.Tensor) -> int:
-    """CRC-32 of a tensor's dtype, shape and raw bytes (CPU, C order)."""
-    head = f"{tensor.dtype}{tuple(tensor.shape)}".encode()
+def tensor_crc(key: str, tensor: torch.Tensor) -> int:
+    """CRC-32 of a tensor's key, dtype, shape and raw bytes (CPU, C order)."""
+    head = f"{key}\0{tensor.dtype}{tuple(tensor.shape)}".encode()
     data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
     return zlib.crc32(data, zlib.crc32(head))
 
@@ -34,7 +34,7 @@ def _metadata_crc(metadata: Mapping[str, str]) -> int:
 
 def checksums(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
     """The ``sma_checksums`` value for ``tensors`` and the rest of ``metadata``."""
-    crcs = [_metadata_crc(metadata), *(tensor_crc(tensors[k]) for k in sorted(tensors))]
+    crcs = [_metadata_crc(metadata), *(tensor_crc(k, tensors[k]) for k in sorted(tensors))]
     return " ".join(f"{c:08x}" for c in crcs)
 
 
@@ -71,7 +71,7 @@ def verify_checksums(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str,
     if expected[0] != _metadata_crc(metadata):
         raise SMAInputError(f"{damaged}: its metadata was changed.")
     for key, crc in zip(sorted(tensors), expected[1:]):
-        if tensor_crc(tensors[key]) != crc:
+        if tensor_crc(key, tensors[key]) != crc:
             raise SMAInputError(f"{damaged}: tensor {key!r} was changed.")
 
 
