@@ -1,4 +1,5 @@
-"""Crashes lose nothing: a real training process (tiny model, CPU) is SIGKILLed at seeded moments, a third of
+"""Crashes lose nothing: real training processes (tiny model, CPU; two chains side by side, one per core) are
+SIGKILLed at seeded moments, a third of
 them inside a checkpoint write and a third inside the LoRA write; each kill is followed by a run that resumes
 from what is on disk.
 
@@ -14,6 +15,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +30,8 @@ from sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest
 from sma.train import load_checkpoint
 
 KILLS = 24
+CHAINS = 2
+MODES = ("random", "checkpoint", "lora")
 STEPS_PER_RUN = 1
 WRITE_PAUSE = 0.15
 TRIAL_TIMEOUT = 60.0
@@ -131,68 +135,93 @@ def pristine_unet():
     return tiny_motion_unet("v3", seed=0)
 
 
-def test_sigkill_at_random_moments_loses_nothing_and_resume_continues(pristine_unet, tmp_path, capsys):
-    rng = random.Random(2024)
-    folder = tmp_path / "run"
-    folder.mkdir()
-    landed: Counter = Counter()
-    stale_seen = 0
-    lora_steps: set[int] = set()
-    target = 0
-    for trial in range(KILLS):
-        expected_start = complete_checkpoint_step(folder)
-        target = expected_start + STEPS_PER_RUN
-        events = Events(tmp_path / f"events-{trial}.txt")
-        mode = ("random", "checkpoint", "lora")[trial % 3]
-        pid = spawn(pristine_unet, folder, target, events)
+def kill_when(mode: str, events: Events, pid: int, delay: float, errors: list) -> None:
+    """Wait for the moment ``mode`` names, then ``delay`` seconds, then SIGKILL ``pid`` and reap it."""
+    try:
         deadline = time.monotonic() + TRIAL_TIMEOUT
-        if mode == "random":
-            wait_for(events, pid, lambda lines: any(line.startswith("start") for line in lines), deadline)
-            time.sleep(rng.uniform(0.0, 0.8))
-        else:
-            wait_for(events, pid, lambda lines, m=mode: f"begin {m}" in lines, deadline)
-            time.sleep(rng.uniform(0.0, WRITE_PAUSE * 0.8))
+        marker = "start" if mode == "random" else f"begin {mode}"
+        wait_for(events, pid, lambda lines: any(line.startswith(marker) for line in lines), deadline)
+        time.sleep(delay)
+    except AssertionError as error:
+        errors.append(error)
+    finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        lines = events.read()
-        assert lines[0] == f"start {expected_start}", (trial, lines)  # resumed from the last complete checkpoint
-        last = lines[-1].split()
-        landed[f"inside a {last[1]} write" if last[0] == "begin" else "after the run finished" if last[0] == "done"
-               else "between writes"] += 1
-        if "done" in lines:
-            lora_steps.add(target)
-        stale_seen += len(temp_files(folder))
-        # after the kill: everything on disk loads and validates
-        for path in list_checkpoints(folder / "checkpoints"):
-            tensors, state = load_checkpoint(path)
-            assert state["step"] == int(path.stem.split("-")[1]) and tensors
-        if (folder / LORA).exists():
-            state, metadata = load_motion_lora(folder / LORA)
-            assert len(state) == 2 * 160 and metadata["steps"] in lora_steps | {target}
-            lora_steps.add(metadata["steps"])
-    # one last run without a kill finishes the chain
-    events = Events(tmp_path / "events-final.txt")
-    final_start = complete_checkpoint_step(folder)
-    pid = spawn(pristine_unet, folder, final_start + STEPS_PER_RUN, events)
-    wait_for(events, pid, lambda lines: "done" in lines, time.monotonic() + TRIAL_TIMEOUT)
+
+
+def finish(pid: int, events: Events, timeout: float) -> list[str]:
+    wait_for(events, pid, lambda lines: "done" in lines, time.monotonic() + timeout)
     assert os.waitpid(pid, 0)[1] == 0
-    assert events.read()[0] == f"start {final_start}"
-    total = final_start + STEPS_PER_RUN
-    assert temp_files(folder) == [], "temp files of killed writers were left behind"
-    chained, metadata = load_motion_lora(folder / LORA)
-    assert metadata["steps"] == total
-    # the same number of steps without interruption (own process too, same threads): the same LoRA, bit for bit
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    events = Events(tmp_path / "events-reference.txt")
-    pid = spawn(pristine_unet, reference, total, events, slow=False)
-    wait_for(events, pid, lambda lines: "done" in lines, time.monotonic() + 4 * TRIAL_TIMEOUT)
-    assert os.waitpid(pid, 0)[1] == 0
-    uninterrupted, _ = load_motion_lora(reference / LORA)
-    assert chained.keys() == uninterrupted.keys()
-    assert all(torch.equal(chained[k], uninterrupted[k]) for k in chained), "resume did not continue exactly"
+    return events.read()
+
+
+def test_sigkill_at_random_moments_loses_nothing_and_resume_continues(pristine_unet, tmp_path, capsys):
+    """Two chains run side by side (one per core); each round kills one training process of each."""
+    rng = random.Random(2024)
+    chains = [tmp_path / f"chain{c}" for c in range(CHAINS)]
+    for folder in chains:
+        folder.mkdir()
+    landed: Counter = Counter()
+    stale_seen = 0
+    lora_steps: dict[Path, set[int]] = {folder: set() for folder in chains}
+    for round_ in range(KILLS // CHAINS):
+        trials = []
+        for c, folder in enumerate(chains):  # forks happen here, in the main thread, with no other thread alive
+            trial = round_ * CHAINS + c
+            mode = MODES[trial % len(MODES)]
+            delay = rng.uniform(0.0, 0.8) if mode == "random" else rng.uniform(0.0, WRITE_PAUSE * 0.8)
+            start, events = complete_checkpoint_step(folder), Events(tmp_path / f"events-{trial}.txt")
+            trials.append((folder, start, mode, delay, events, spawn(pristine_unet, folder, start + STEPS_PER_RUN, events)))
+        errors: list = []
+        killers = [threading.Thread(target=kill_when, args=(mode, events, pid, delay, errors))
+                   for _, _, mode, delay, events, pid in trials]
+        for killer in killers:
+            killer.start()
+        for killer in killers:
+            killer.join()
+        assert not errors, errors
+        for folder, start, _, _, events, _ in trials:
+            lines = events.read()
+            assert lines[0] == f"start {start}", lines  # resumed from the last complete checkpoint
+            last = lines[-1].split()
+            landed[f"inside a {last[1]} write" if last[0] == "begin" else "after the run finished"
+                   if last[0] == "done" else "between writes"] += 1
+            if "done" in lines:
+                lora_steps[folder].add(start + STEPS_PER_RUN)
+            stale_seen += len(temp_files(folder))
+            # after the kill: everything on disk loads and validates
+            for path in list_checkpoints(folder / "checkpoints"):
+                tensors, state = load_checkpoint(path)
+                assert state["step"] == int(path.stem.split("-")[1]) and tensors
+            if (folder / LORA).exists():
+                state, metadata = load_motion_lora(folder / LORA)
+                assert len(state) == 2 * 160 and metadata["steps"] in lora_steps[folder] | {start + STEPS_PER_RUN}
+                lora_steps[folder].add(metadata["steps"])
+    # one last run per chain without a kill, and an uninterrupted reference run of the same length
+    finals = []
+    for c, folder in enumerate(chains):
+        start = complete_checkpoint_step(folder)
+        events = Events(tmp_path / f"events-final-{c}.txt")
+        finals.append((folder, start, events, spawn(pristine_unet, folder, start + STEPS_PER_RUN, events)))
+    totals = []
+    for folder, start, events, pid in finals:
+        assert finish(pid, events, TRIAL_TIMEOUT)[0] == f"start {start}"
+        assert temp_files(folder) == [], "temp files of killed writers were left behind"
+        totals.append(start + STEPS_PER_RUN)
+    references = []
+    for c, total in enumerate(totals):
+        reference = tmp_path / f"reference{c}"
+        reference.mkdir()
+        events = Events(tmp_path / f"events-reference-{c}.txt")
+        references.append((reference, events, spawn(pristine_unet, reference, total, events, slow=False)))
+    for folder, total, (reference, events, pid) in zip(chains, totals, references):
+        finish(pid, events, 4 * TRIAL_TIMEOUT)
+        chained, metadata = load_motion_lora(folder / LORA)
+        uninterrupted, _ = load_motion_lora(reference / LORA)
+        assert metadata["steps"] == total and chained.keys() == uninterrupted.keys()
+        assert all(torch.equal(chained[k], uninterrupted[k]) for k in chained), "resume did not continue exactly"
     with capsys.disabled():
         print(f"\n[crash] {KILLS} SIGKILLs: " + ", ".join(f"{k} {v}" for k, v in sorted(landed.items()))
               + f"; temp files left by kills {stale_seen} (all removed by later writes); files lost 0; "
-              f"{total} steps in the chain", file=sys.stderr)
+              f"chains of {totals} steps", file=sys.stderr)
     assert landed["inside a checkpoint write"] >= KILLS // 4 and landed["inside a lora write"] >= KILLS // 4
