@@ -1,7 +1,6 @@
 """Crashes lose nothing: real training processes (tiny model, CPU; two chains side by side, one per core) are
-SIGKILLed at seeded moments, a third of
-them inside a checkpoint write and a third inside the LoRA write; each kill is followed by a run that resumes
-from what is on disk.
+SIGKILLed at seeded moments, a third of them inside a checkpoint write and a third inside the LoRA write;
+each kill is followed by a run that resumes from what is on disk.
 
 A test-only slow disk makes the kills land inside writes: the child writes each file in two halves with a
 pause between them (``WRITE_PAUSE``), so a temp file is half-written when the kill comes. After every kill:
