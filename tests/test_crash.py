@@ -25,8 +25,8 @@ import torch
 
 from sma.lora import load_motion_lora
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
-from sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint, list_checkpoints
-from sma.train import load_checkpoint
+from sma.training import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint, list_checkpoints
+from sma.training import load_checkpoint
 
 KILLS = 24
 CHAINS = 2

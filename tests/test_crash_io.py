@@ -23,7 +23,7 @@ from sma.lora import ade_lora_key, load_motion_lora, save_motion_lora
 from sma.lora import files as lora_files
 from sma.lora.validate import motion_lora_layers
 from sma.synthetic import moving_shapes_clip
-from sma.train import load_checkpoint
+from sma.training import load_checkpoint
 from sma.training import checkpoint as ckpt
 from sma.video import read_video, write_video
 from sma.viz import save_png

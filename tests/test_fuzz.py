@@ -30,7 +30,7 @@ from sma.lora import ade_lora_key, load_motion_lora, save_motion_lora
 from sma.lora.validate import motion_lora_layers
 from sma.models.build import make_noise_scheduler, motion_module_state_dict, tiny_motion_unet
 from sma.models.files import load_motion_module
-from sma.train import TrainConfig, Trainer, TrainingClip, latest_checkpoint, load_checkpoint
+from sma.training import TrainConfig, Trainer, TrainingClip, latest_checkpoint, load_checkpoint
 
 FLIPS, TRUNCATIONS = 200, 100
 PER_FILE_SECONDS = 5.0

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sma.errors import SMAInputError
 from sma.loss import SMAConfig
 from sma.paths import MAX_NAME_LENGTH, safe_output_path, sanitize_file_stem
-from sma.train import TrainConfig
+from sma.training import TrainConfig
 from sma.video import VideoOptions
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,

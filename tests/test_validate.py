@@ -33,7 +33,7 @@ from sma.lora import (
 from sma.lora.validate import MAX_METADATA_BYTES, check_sd15_lora, motion_lora_layers
 from sma.models.build import motion_module_state_dict, tiny_motion_unet
 from sma.models.files import load_motion_module
-from sma.train import load_checkpoint
+from sma.training import load_checkpoint
 from sma.training.checkpoint import save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -308,9 +308,11 @@ def test_damaged_checkpoints_are_refused(tmp_path):
     with pytest.raises(SMAInputError, match=r"checkpoint-000002\.safetensors is damaged .*tensor 'lora.a' was changed"):
         load_checkpoint(path)
     unchecked = {"lora.a": torch.zeros(2)}
-    save_file(unchecked, str(tmp_path / "u.safetensors"), metadata={"sma_checkpoint": json.dumps({"format_version": 1})})
+    save_file(unchecked, str(tmp_path / "u.safetensors"), metadata={"sma_checkpoint": json.dumps({"format_version": 2})})
     with pytest.raises(SMAInputError, match=r"u\.safetensors is damaged .*'sma_checksums' entry is missing"):
         load_checkpoint(tmp_path / "u.safetensors")
+    save_file(unchecked, str(tmp_path / "v1.safetensors"), metadata={"sma_checkpoint": json.dumps({"format_version": 1})})
+    assert load_checkpoint(tmp_path / "v1.safetensors")[1]["format_version"] == 1  # written before checksums
     nan = {"lora.a": torch.full((2, 2), float("nan"))}  # checksums match: a diverged run's state, as written
     save_file(nan, str(tmp_path / "n.safetensors"),
               metadata=with_checksums(nan, {"sma_checkpoint": json.dumps({"format_version": 1})}))

@@ -25,7 +25,12 @@ from ..errors import SMAInputError
 from ..integrity import first_non_finite, verify_checksums, with_checksums
 
 METADATA_KEY = "sma_checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the config is nested (``"sma"``, ``"lora"``) under today's setting names."""
+READABLE_VERSIONS = (1, 2)
+"""1: flat config with the earlier names (``lr_temporal``, ``sma_levels``, ...); read via ``TrainConfig.from_dict``."""
+UNCHECKED_VERSIONS = (1,)
+"""Formats written before checkpoints carried checksums (:mod:`sma.integrity`); read without them."""
 _NAME = re.compile(r"^checkpoint-(\d{6,})\.safetensors$")
 
 
@@ -78,18 +83,18 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
-    verify_checksums(tensors, metadata, str(path), required=True)
     try:
         state = json.loads(raw)
     except ValueError:
         raise SMAInputError(f"{path}: '{METADATA_KEY}' is not valid JSON; the checkpoint is damaged.") from None
+    found = state.get("format_version") if isinstance(state, dict) else None
+    if found not in READABLE_VERSIONS:
+        raise SMAInputError(f"{path}: checkpoint format {found!r}, "
+                            f"this version reads {', '.join(map(str, READABLE_VERSIONS))}.")
+    verify_checksums(tensors, metadata, str(path), required=found not in UNCHECKED_VERSIONS)
     bad = first_non_finite(tensors)
     if bad is not None:
         raise SMAInputError(f"{path}: {bad!r} holds NaN/inf values; resume from an earlier checkpoint.")
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        found = state.get("format_version") if isinstance(state, dict) else None
-        raise SMAInputError(f"{path}: checkpoint format {found!r}, "
-                            f"this version reads {FORMAT_VERSION}.")
     return tensors, state
 
 

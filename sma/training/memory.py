@@ -12,6 +12,8 @@ names (and LoRA key names) never change.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import SMAInputError
+from ..validation import check_choice
 
 _ORIGINAL = "_sma_forward_before_checkpointing"
 
@@ -125,12 +127,16 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
             name = "fp32"
         else:
             name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name not in _DTYPES:
-        raise SMAInputError(f"precision must be one of auto, {', '.join(_DTYPES)}; got {name!r}.")
+    check_choice("precision", name, ("auto", *_DTYPES))  # "auto" was resolved above
     return Precision(name, _DTYPES[name], device.type)
 
 
-def empty_device_cache(device: torch.device) -> None:
-    """Release cached allocator blocks on CUDA (no-op elsewhere)."""
+def free_memory(device: torch.device) -> None:
+    """Collect garbage, release cached allocator blocks on CUDA and give freed heap pages back to the OS
+    (after a model or tensors were dropped; glibc keeps them otherwise, so a host process that trains
+    again and again would grow by the model's size)."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
