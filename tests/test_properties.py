@@ -122,16 +122,18 @@ def test_sma_config_validates_or_refuses(values):
 
 TRAIN_FIELDS = {
     **{name: ANY_SCALAR for name in (
-        "steps", "lr_temporal", "lr_spatial", "rank", "alpha", "spatial_rank", "spatial_skip_prob", "lambda_global",
-        "lambda_local", "sma_levels", "debias_weight", "debias_beta", "seed", "timestep_min", "timestep_max", "frames",
-        "clips_per_step", "grad_accum", "max_grad_norm", "weight_decay", "warmup_steps", "attention_slice",
-        "checkpoint_every", "keep_checkpoints", "preview_every")},
-    "lora_targets": st.lists(st.one_of(st.sampled_from(["attention", "ff", "proj", "spatial"]), ANY_SCALAR), max_size=4),
+        "steps", "learning_rate", "spatial_learning_rate", "rank", "alpha", "spatial_rank", "spatial_skip_prob",
+        "lambda_global", "lambda_local", "wavelet_levels", "debias_weight", "debias_beta", "seed", "timestep_min",
+        "timestep_max", "window", "clips_per_step", "grad_accum", "max_grad_norm", "weight_decay", "warmup_steps",
+        "attention_slice", "checkpoint_every", "keep_checkpoints", "preview_every", "weight_delta", "snr_gamma",
+        "lr_temporal", "frames")},  # the last two: earlier names, still read
+    "targets": st.lists(st.one_of(st.sampled_from(["attention", "ff", "proj", "spatial"]), ANY_SCALAR), max_size=4),
     "sma_mode": st.one_of(st.sampled_from(["paper", "plus", "off", "fast"]), ANY_SCALAR),
     "optimizer": st.one_of(st.sampled_from(["adamw", "adamw8bit", "sgd"]), ANY_SCALAR),
     "lr_schedule": st.one_of(st.sampled_from(["constant", "cosine", "linear"]), ANY_SCALAR),
     "precision": st.one_of(st.sampled_from(["auto", "fp32", "fp16", "bf16", "fp8"]), ANY_SCALAR),
     "checkpoint_dir": st.one_of(st.none(), st.just("ckpt"), ANY_SCALAR),
+    "spatial_path": st.one_of(st.booleans(), ANY_SCALAR),
 }
 
 
@@ -142,12 +144,15 @@ def test_train_config_validates_or_refuses(values):
         config = TrainConfig(**values)
     except SMAInputError:
         return
-    for name in ("steps", "rank", "clips_per_step", "grad_accum", "keep_checkpoints"):
+    for name in ("steps", "clips_per_step", "grad_accum", "keep_checkpoints"):
         assert type(getattr(config, name)) is int and getattr(config, name) >= 1
-    assert finite_number(config.lr_temporal, 0, strict=True) and finite_number(config.lr_spatial, 0, strict=True)
-    assert 0 <= config.spatial_skip_prob < 1 and not isinstance(config.spatial_skip_prob, (bool, str))
+    assert type(config.lora.rank) is int and config.lora.rank >= 1
+    assert finite_number(config.learning_rate, 0, strict=True)
+    assert finite_number(config.spatial_learning_rate, 0, strict=True)
+    assert finite_number(config.spatial_skip_prob, 0) and config.spatial_skip_prob < 1
     assert 0 <= config.timestep_min <= config.timestep_max
-    assert config.frames is None or config.frames >= 2
-    assert "attention" in config.lora_targets and set(config.lora_targets) <= {"attention", "ff", "proj"}
+    assert config.window is None or config.window >= 2
+    assert "attention" in config.lora.targets and set(config.lora.targets) <= {"attention", "ff", "proj"}
+    assert config.sma is None or finite_number(config.sma.lambda_global, 0)
     assert config.checkpoint_every == 0 or config.checkpoint_dir
     assert TrainConfig.from_dict(config.to_dict()) == config  # what a checkpoint stores reads back equal
