@@ -3,8 +3,9 @@
 A safetensors file has no checksum of its own, so a flipped byte in the tensor data loads as silently
 different weights. Files this pack writes (motion LoRAs, training checkpoints) carry
 ``sma_checksums``: the CRC-32 of the other metadata, then one CRC-32 per tensor (of its key, dtype, shape
-and bytes) in sorted key order (hex, space-separated). Readers check it and name the first tensor that differs; a file with the pack's
-markers but no checksum is refused as damaged, other tools' files (no markers) are read as they are.
+and bytes) in sorted key order (hex, space-separated). Readers check it and name the first tensor that
+differs; a file with the pack's markers but no checksum is refused as damaged, other tools' files (no
+markers) are read as they are.
 """
 from __future__ import annotations
 

@@ -143,8 +143,9 @@ def check_lora_widths(pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]], so
         channels = _channels(module, up.shape[0], down.shape[1])
         if channels is None:
             raise SMAInputError(
-                f"{source}: layer {module!r} is [{up.shape[0]} x {down.shape[0]}] @ [{down.shape[0]} x {down.shape[1]}] "
-                f"= {up.shape[0]} x {down.shape[1]}, which no motion-module layer of that kind is "
+                f"{source}: layer {module!r} is [{up.shape[0]} x {down.shape[0]}] @ "
+                f"[{down.shape[0]} x {down.shape[1]}] = {up.shape[0]} x {down.shape[1]}, which no motion-module layer "
+                "of that kind is "
                 "(attention/proj: C x C, ff.net.0.proj: 8C x C, ff.net.2: C x 4C).")
         match = _BLOCK.match(module)
         if match is None:
