@@ -268,6 +268,16 @@ def test_sd15_check_of_the_node_knows_every_sd15_layer_width(lora):
         check_sd15_lora(lora, "tiny.safetensors")
 
 
+def test_apply_node_reader_refuses_a_non_sd15_lora_before_writing_any_copy(tmp_path, lora):
+    from sma.lora.ade_files import converted_path, read_for_ade
+
+    foreign = write(tmp_path / "tiny.safetensors", {"unet." + k: v for k, v in lora.items()})  # needs a copy
+    with pytest.raises(SMAInputError, match=r"tiny\.safetensors: layer 'down_blocks\.0.* but 320 x 320 in SD1\.5"):
+        read_for_ade("tiny.safetensors", foreign, sd15_only=True)
+    assert not converted_path(foreign).exists()
+    assert read_for_ade("tiny.safetensors", foreign)[0] == "tiny.ade.safetensors"  # the library alone reads it
+
+
 # --- motion modules and checkpoints -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
