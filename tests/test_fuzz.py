@@ -33,7 +33,7 @@ from sma.models.files import load_motion_module
 from sma.training import TrainConfig, Trainer, TrainingClip, latest_checkpoint, load_checkpoint
 
 FLIPS, TRUNCATIONS = 200, 100
-PER_FILE_SECONDS = 5.0
+PER_FILE_SECONDS = 10.0
 HANG_SECONDS = 60
 TINY_CHANNELS = (16, 32, 64, 64)
 
