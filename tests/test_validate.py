@@ -331,3 +331,15 @@ def test_damaged_checkpoints_are_refused(tmp_path):
     save_file(unchecked, str(tmp_path / "j.safetensors"), metadata=with_checksums(unchecked, {"sma_checkpoint": "{step"}))
     with pytest.raises(SMAInputError, match="is not valid JSON; the checkpoint is damaged"):
         load_checkpoint(tmp_path / "j.safetensors")
+
+
+def test_spectral_operators_first_built_in_inference_mode_still_train():
+    """ComfyUI runs nodes under ``torch.inference_mode``: operators cached there must not break autograd."""
+    from sma.loss import SMAConfig, SMALoss
+
+    loss = SMALoss(SMAConfig(mode="plus"))
+    with torch.inference_mode():
+        loss(torch.zeros(1, 7, 4, 8, 8), torch.zeros(1, 7, 4, 8, 8))  # builds and caches the 7-frame operators
+    pred = torch.randn(1, 7, 4, 8, 8, requires_grad=True)
+    loss(pred, torch.randn(1, 7, 4, 8, 8)).total.backward()
+    assert pred.grad is not None and bool(torch.isfinite(pred.grad).all()) and float(pred.grad.abs().sum()) > 0
