@@ -64,7 +64,7 @@ class ApplyMotionLoRA(io.ComfyNode):
     def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
         with user_errors("Apply Motion LoRA"):
             loader = _ade_lora_loader()
-            ade_name, state, metadata = read_for_ade(lora_name, Path(_lora_path(lora_name)))
+            ade_name, state, metadata = read_for_ade(lora_name, Path(_lora_path(lora_name)), sd15_only=True)
             info = describe(lora_name, state, metadata)
         (chain,) = loader().load_motion_lora(name=ade_name, strength=strength, prev_motion_lora=prev_motion_lora)
         return io.NodeOutput(chain, info)

@@ -75,6 +75,16 @@ def compute_dtype(x: Tensor, name: str = "x") -> torch.dtype:
     return torch.float32 if x.dtype in _HALF_DTYPES else x.dtype
 
 
+
+def _outside_inference_mode(build):
+    """Run a cached operator builder with inference mode off: an operator first built under
+    ``torch.inference_mode`` (ComfyUI runs nodes in it) would otherwise break every later training step."""
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return build(*args, **kwargs)
+    return wrapper
+
 @functools.lru_cache(maxsize=None)
 def filter_length(wavelet: str) -> int:
     """Length of the wavelet's decomposition filters (``pywt.Wavelet(wavelet).dec_len``)."""
@@ -197,6 +207,7 @@ def _filter_bank(wavelet: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+@_outside_inference_mode
 def _analysis_matrix(
     wavelet: str, mode: str, length: int, level: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, tuple[int, ...]]:
@@ -215,6 +226,7 @@ def _analysis_matrix(
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+@_outside_inference_mode
 def _synthesis_matrix(
     wavelet: str, mode: str, lengths: tuple[int, ...], device: torch.device, dtype: torch.dtype
 ) -> Tensor:
@@ -231,6 +243,7 @@ def _synthesis_matrix(
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+@_outside_inference_mode
 def _analysis_filters(
     wavelet: str, mode: str, n: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
@@ -244,6 +257,7 @@ def _analysis_filters(
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+@_outside_inference_mode
 def _synthesis_filters(wavelet: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Convolution path: the synthesis filters ``[2, 1, L]`` (low, high)."""
     _, _, rec_lo, rec_hi = _filter_bank(wavelet)
@@ -392,6 +406,7 @@ def amplitude_phase(spectrum: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+@_outside_inference_mode
 def _low_frequency_weight(
     height: int, width: int, delta: float, base: float, sharpness: float, normalize: bool,
     device: torch.device, dtype: torch.dtype,

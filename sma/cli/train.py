@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..atomic import check_writable
 from ..errors import SMAInputError
 from ..models.build import build_motion_unet
 from ..models.files import PICKLE_SUFFIXES, load_motion_module, load_state_dict_file
@@ -167,7 +168,7 @@ def plan_training(args: argparse.Namespace) -> TrainPlan:
                            force_rate=args.fps, width=args.width, height=args.height)
     previews = out.with_name(f"{out.stem}_previews") if config.preview_every else None
     device = resolve_device(args.device)
-    out.parent.mkdir(parents=True, exist_ok=True)  # now, not after hours of training
+    check_writable(out.parent)  # now, not after hours of training
     return TrainPlan(checkpoint, motion_module, videos, prompts, out, options, config, device, resume, args.tokenizer,
                      previews)
 

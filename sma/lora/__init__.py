@@ -4,7 +4,8 @@
 - :mod:`sma.lora.keys`: key names of the ADE layout and of other trainers' layouts.
 - :mod:`sma.lora.convert`: any known layout -> canonical ADE layout (alpha baked).
 - :mod:`sma.lora.motion`: model adapter <-> ADE state dict (``export_motion_lora``, ``apply_motion_lora``).
-- :mod:`sma.lora.files`: ``save_motion_lora`` (atomic, metadata) and ``load_motion_lora``.
+- :mod:`sma.lora.files`: ``save_motion_lora`` (atomic, metadata, checksums) and ``load_motion_lora``.
+- :mod:`sma.lora.validate`: the checks every reader runs before a LoRA is used or applied.
 - :mod:`sma.lora.ade_files`: which file AnimateDiff-Evolved loads (other layouts converted once and cached).
 """
 from .adapters import (

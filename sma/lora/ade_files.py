@@ -15,6 +15,7 @@ import torch
 
 from .convert import to_ade_state_dict
 from .files import decode_metadata, lora_rank, read_lora_file, save_motion_lora
+from .validate import check_sd15_lora
 
 CONVERTED_SUFFIX = ".ade.safetensors"
 DESCRIBED_KEYS = ("family", "motion_module", "frames", "width", "height", "steps", "sma_mode", "version")
@@ -41,14 +42,21 @@ def ade_readable_name(name: str, path: Path, raw_keys: set[str], state: dict[str
     return str(Path(name).with_name(converted.name))
 
 
-def read_for_ade(name: str, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+def read_for_ade(name: str, path: Path, *,
+                 sd15_only: bool = False) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a motion LoRA file once: (the name ADE should load, its ADE-layout state, its decoded metadata).
 
+    ``sd15_only``: also refuse a layer that no SD1.5 motion module has with that width (before any copy
+    is written), for callers that hand the file to ADE without holding the motion module.
+
     Raises:
-        SMAInputError: unreadable file, or not a motion LoRA.
+        SMAInputError: unreadable file, not a motion LoRA, a failed check (:mod:`sma.lora.validate`), or a
+            layer that no SD1.5 motion module has with that width.
     """
     raw, raw_metadata = read_lora_file(path)
     state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
+    if sd15_only:
+        check_sd15_lora(state, path.name)  # ADE would skip unfit layers one by one: refuse the file as a whole
     metadata = decode_metadata(raw_metadata)
     return ade_readable_name(name, path, set(raw), state, metadata), state, metadata
 

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import SMAInputError, key_examples
 from .keys import LoRAKey, ade_lora_key, parse_lora_key
+from .validate import check_lora_widths
 
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"  # diffusers' save_lora_weights (peft config per component)
 
@@ -73,17 +74,21 @@ def to_ade_state_dict(raw: dict[str, torch.Tensor], metadata: dict[str, str] | N
     Raises:
         SMAInputError: no motion-module LoRA pair at all (the message lists the prefixes seen and
             says what the file looks like), unrecognised keys with ``strict``, a layer without its
-            partner, a non-2-D tensor, ``down``/``up`` ranks that disagree.
+            partner, a non-2-D tensor, ``down``/``up`` ranks that disagree, two keys naming the same
+            layer, widths that fit no motion-module layer (:func:`sma.lora.validate.check_lora_widths`).
     """
     keys = list(raw)
     parsed: dict[str, LoRAKey | None] = {k: parse_lora_key(k) for k in keys}
     unknown = [k for k, p in parsed.items() if p is None]
     groups: dict[str, dict[str, torch.Tensor]] = {}
+    first: dict[tuple[str, str], str] = {}
     for key, p in parsed.items():
         if p is None:
             continue
         if p.role in groups.setdefault(p.module, {}):
-            raise SMAInputError(f"{source} holds two {p.role} tensors for layer {p.module!r} (e.g. {key!r}).")
+            raise SMAInputError(f"{source}: {key!r} and {first[p.module, p.role]!r} are both the {p.role} tensor of "
+                                f"layer {p.module!r} once their names are normalised; keep one of them.")
+        first[p.module, p.role] = key
         groups[p.module][p.role] = raw[key]
     if not any({"down", "up"} <= set(g) for g in groups.values()):
         what = describe_non_lora(keys)
@@ -125,4 +130,5 @@ def to_ade_state_dict(raw: dict[str, torch.Tensor], metadata: dict[str, str] | N
             up = (up.float() * factor).to(up.dtype)
         out[ade_lora_key(module, "down")] = down
         out[ade_lora_key(module, "up")] = up
+    check_lora_widths({m: (g["down"], g["up"]) for m, g in groups.items()}, source)
     return out, unknown

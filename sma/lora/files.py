@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,18 +17,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
-from ..atomic import atomic_write_path
+from ..atomic import atomic_write_path, error_code
 from ..errors import SMAInputError
+from ..integrity import CHECKSUM_KEY, verify_checksums, with_checksums
 from ..models.files import load_state_dict_file
 from .convert import to_ade_state_dict
 from .keys import parse_lora_key
+from .validate import check_lora_metadata, check_lora_tensors
 
 FORMAT = "ade-motion-lora/1"  # marker of files written by this pack
 FORMAT_KEY = "sma_format"
 VERSION_KEY = "sma_version"
 LAYERS_KEY = "sma_layers"
 JSON_KEYS_KEY = "sma_json_keys"
-_RESERVED = (FORMAT_KEY, VERSION_KEY, LAYERS_KEY, JSON_KEYS_KEY)
+_RESERVED = (FORMAT_KEY, VERSION_KEY, LAYERS_KEY, JSON_KEYS_KEY, CHECKSUM_KEY)
 
 
 def check_ade_state_dict(state: Mapping[str, torch.Tensor]) -> int:
@@ -37,8 +38,9 @@ def check_ade_state_dict(state: Mapping[str, torch.Tensor]) -> int:
 
     Raises:
         SMAInputError: an alpha key or any key outside the ADE layout, a missing partner, a
-            non-2-D or non-float tensor, ranks that disagree.
+            non-2-D or non-float tensor, NaN/inf values, ranks or widths that disagree.
     """
+    check_lora_tensors(state, "the LoRA to save")
     canonical, _ = to_ade_state_dict(dict(state), strict=True, source="the LoRA to save")
     odd = sorted(set(state) ^ set(canonical))
     if odd:
@@ -79,6 +81,7 @@ def decode_metadata(raw: Mapping[str, str] | None) -> dict[str, object]:
     out: dict[str, object] = dict(raw or {})
     if out.get(FORMAT_KEY) != FORMAT:
         return out
+    out.pop(CHECKSUM_KEY, None)
     for key in json.loads(str(out.pop(JSON_KEYS_KEY, "[]"))):
         if key in out:
             out[key] = json.loads(str(out[key]))
@@ -106,8 +109,8 @@ def save_motion_lora(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
     if not path.parent.is_dir():
         raise SMAInputError(f"folder does not exist: {path.parent}.")
     layers = check_ade_state_dict(state)
-    header = encode_metadata(metadata, layers)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    header = with_checksums(tensors, encode_metadata(metadata, layers))
     with atomic_write_path(path) as tmp:  # a full disk becomes an SMAInputError there
         try:
             save_file(tensors, str(tmp), metadata=header)
@@ -118,20 +121,21 @@ def save_motion_lora(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
 
 def _write_error(path: Path, error: Exception) -> OSError:
     """An OSError (the cause's errno) whose message names the LoRA file and says the old file is intact."""
-    code = getattr(error, "errno", None)
-    if code is None and (found := re.search(r"os error (\d+)", str(error))):
-        code = int(found.group(1))
+    code = error_code(error)
     reason = os.strerror(code) if code is not None else str(error)
     message = f"could not write the motion LoRA {path} ({reason}); any previous file there is unchanged"
     return OSError(code, message) if code is not None else OSError(message)
 
 
 def read_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Raw tensors and raw string metadata of a LoRA file (.safetensors, or a weights-only pickle).
+    """Raw tensors and raw string metadata of a LoRA file (.safetensors, or a weights-only pickle), checked.
+
+    Checks (:mod:`sma.lora.validate`): metadata size and JSON entries, the checksums of files this pack
+    wrote (:mod:`sma.integrity`), dtypes, NaN/inf and sizes of every LoRA tensor.
 
     Raises:
         SMAInputError: missing, corrupt or non-state-dict file (e.g. the unnamed tensor list that
-            showlab/MotionDirector saves as ``.pt``).
+            showlab/MotionDirector saves as ``.pt``), or a failed check (names the file and first bad key).
     """
     path = Path(path)
     metadata: dict[str, str] = {}
@@ -145,6 +149,9 @@ def read_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         tensors = load_state_dict_file(path)
     except SMAInputError as error:
         raise SMAInputError(f"cannot read {path.name} as a motion LoRA: {error}") from error
+    check_lora_metadata(metadata, path.name)
+    verify_checksums(tensors, metadata, path.name, required=any(k in metadata for k in _RESERVED))
+    check_lora_tensors(tensors, path.name)
     return tensors, metadata
 
 

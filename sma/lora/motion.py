@@ -14,7 +14,8 @@ from torch import nn
 from ..errors import SMAInputError
 from .adapters import CONTAINER, LoRAAdapter, adapter_names, attach_adapter, lora_layers, refresh_merge
 from .convert import to_ade_state_dict
-from .keys import ade_lora_key, diffusers_module, original_module, parse_lora_key
+from .keys import ade_lora_key, diffusers_module, original_module
+from .validate import check_lora_fits, check_lora_tensors, lora_pairs
 
 
 def export_motion_lora(model: nn.Module, adapter_name: str = "motion",
@@ -53,6 +54,11 @@ def _family_hint(missing: list[str], model: nn.Module) -> str:
     return "the LoRA was trained on a different motion-module layout or with other targets"
 
 
+def _adapter_of(linear: nn.Linear, adapter_name: str) -> LoRAAdapter | None:
+    container = getattr(linear, CONTAINER, None)
+    return container[adapter_name] if container is not None and adapter_name in container else None
+
+
 def apply_motion_lora(model: nn.Module, lora: Mapping[str, torch.Tensor], strength: float = 1.0,
                       adapter_name: str = "motion", *, strict: bool = True,
                       dtype: torch.dtype = torch.float32) -> list[str]:
@@ -71,15 +77,21 @@ def apply_motion_lora(model: nn.Module, lora: Mapping[str, torch.Tensor], streng
     Returns:
         The original-naming layers of the LoRA that were skipped (always empty with ``strict``).
 
+    Every layer is checked before the first one changes: on any error the model is left as it was.
+
     Raises:
         SMAInputError: layers missing from the model (how many, which, and the likely family
-            mismatch), shape or rank mismatch, or an existing adapter with other layers.
+            mismatch), NaN/inf values, shape or rank mismatch, or an existing adapter with other layers.
     """
-    canonical, _ = to_ade_state_dict(dict(lora), strict=True, source="the motion LoRA")
+    source = "the motion LoRA"
+    canonical, _ = to_ade_state_dict(dict(lora), strict=True, source=source)
+    check_lora_tensors(canonical, source)
     modules = dict(model.named_modules())
-    pairs = {parse_lora_key(key).module: (canonical[key], canonical[key[: -len("down.weight")] + "up.weight"])
-             for key in canonical if key.endswith(".down.weight")}
-    missing = sorted(m for m in pairs if not isinstance(modules.get(diffusers_module(m)), nn.Linear))
+    pairs = lora_pairs(canonical)
+    linears = {m: modules[name] for m in pairs
+               if isinstance(modules.get(name := diffusers_module(m)), nn.Linear)}
+    shapes = {m: (linear.out_features, linear.in_features) for m, linear in linears.items()}
+    missing = check_lora_fits(pairs, shapes, source, "this model")
     if missing and strict:
         raise SMAInputError(
             f"{len(missing)} of the LoRA's {len(pairs)} layers are not in this model ({_family_hint(missing, model)}); "
@@ -96,23 +108,19 @@ def apply_motion_lora(model: nn.Module, lora: Mapping[str, torch.Tensor], streng
                 f"(e.g. {extra[:2]}), {len(lacking)} only in the adapter (e.g. {lacking[:2]}); "
                 "were they trained with different targets?"
             )
+    adapters = {m: _adapter_of(linears[m], adapter_name) for m in applied}
+    for module, (down, _) in applied.items():  # every check before the first layer changes
+        if adapters[module] is not None and adapters[module].rank != down.shape[0]:
+            raise SMAInputError(f"rank mismatch on {module!r}: adapter {adapter_name!r} has rank "
+                                f"{adapters[module].rank}, the LoRA has rank {down.shape[0]}.")
     for module, (down, up) in applied.items():
-        linear: nn.Linear = modules[diffusers_module(module)]
+        linear: nn.Linear = linears[module]
         rank = down.shape[0]
-        if down.shape[1] != linear.in_features or up.shape[0] != linear.out_features:
-            raise SMAInputError(
-                f"LoRA layer {module!r} is [{up.shape[0]} x {rank}] @ [{rank} x {down.shape[1]}] but the model's layer "
-                f"is {linear.out_features} x {linear.in_features}: the LoRA is for a different model size."
-            )
-        container = getattr(linear, CONTAINER, None)
-        adapter = container[adapter_name] if container is not None and adapter_name in container else None
+        adapter = adapters[module]
         if adapter is None:
             adapter = LoRAAdapter(linear.in_features, linear.out_features, rank, rank, dtype=dtype,
                                   device=linear.weight.device)
             attach_adapter(linear, adapter_name, adapter)
-        elif adapter.rank != rank:
-            raise SMAInputError(f"rank mismatch on {module!r}: adapter {adapter_name!r} has rank {adapter.rank}, "
-                                f"the LoRA has rank {rank}.")
         with torch.no_grad():
             adapter.down.copy_(down.to(adapter.down.dtype))
             new_up = up.float() / adapter.scale if adapter.scale != 1.0 else up

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -12,12 +13,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import SMAInputError
+from ..integrity import first_non_finite
 from .detect import MotionModuleInfo, detect_motion_module
 from .families import REFUSED_VARIANTS, buildable, family_spec, families_help
 from .keys import strip_wrapper_prefix
+from .layout import original_motion_layout
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _CONTAINERS = ("state_dict", "module")
+_FIRST_BLOCK_MODULE = re.compile(r"^down_blocks\.0\.motion_modules\.(\d+)\.")
+_NORM = "down_blocks.{i}.motion_modules.0.temporal_transformer.norm.weight"
 
 
 def _corrupt(path: Path, error: BaseException) -> SMAInputError:
@@ -88,8 +93,8 @@ def load_motion_module(
     AnimateDiff-Evolved does), tensors cast to ``dtype`` when given.
 
     Raises:
-        SMAInputError: not a motion module, a recognised-only family (SDXL, HotshotXL), or a PIA /
-            FancyVideo module.
+        SMAInputError: not a motion module, a recognised-only family (SDXL, HotshotXL), a PIA /
+            FancyVideo module, or one that fails :func:`check_motion_module`.
     """
     if isinstance(path_or_state_dict, dict):
         state_dict = dict(path_or_state_dict)
@@ -106,6 +111,42 @@ def load_motion_module(
         if key in state_dict:
             raise SMAInputError(f"{name} motion modules are not supported; use {families_help()}.")
     state_dict = {k: v for k, v in state_dict.items() if ".motion_modules." in k}
+    source = "the motion module" if isinstance(path_or_state_dict, dict) else Path(path_or_state_dict).name
+    check_motion_module(state_dict, info, source)
     if dtype is not None:
         state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
     return state_dict, info
+
+
+def check_motion_module(state_dict: dict[str, torch.Tensor], info: MotionModuleInfo, source: str) -> None:
+    """Refuse an SD1.5 motion module (original naming, motion keys only) whose keys or tensors are wrong.
+
+    The keys and shapes must be exactly the layout of ``info``'s family at the file's own block channels
+    (``original_motion_layout``); every tensor must be float and finite. Messages name ``source`` and the
+    first bad key.
+    """
+    channels = []
+    for i in range(4):
+        norm = state_dict.get(_NORM.format(i=i))
+        if norm is None or norm.ndim != 1:
+            raise SMAInputError(f"{source}: {_NORM.format(i=i)!r} is missing or not 1-D; the motion module is damaged.")
+        channels.append(int(norm.shape[0]))
+    per_block = 1 + max(int(m[1]) for k in state_dict if (m := _FIRST_BLOCK_MODULE.match(k)))
+    layout = original_motion_layout(channels, per_block, info.has_mid_block, info.pe_length)
+    for key, tensor in state_dict.items():
+        shape = layout.get(key)
+        if shape is None:
+            raise SMAInputError(f"{source}: unexpected key {key!r} for a {info.family} motion module; it is damaged "
+                                "or not a motion module this pack can load.")
+        if tuple(tensor.shape) != shape:
+            raise SMAInputError(f"{source}: {key!r} is {list(tensor.shape)}, expected {list(shape)}; the motion "
+                                "module is damaged.")
+        if not tensor.is_floating_point():
+            raise SMAInputError(f"{source}: {key!r} has dtype {tensor.dtype}; motion-module weights are float.")
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        raise SMAInputError(f"{source}: {bad!r} holds NaN/inf values; the motion module is damaged (re-download it).")
+    missing = [k for k in layout if k not in state_dict]
+    if missing:
+        raise SMAInputError(f"{source}: {len(missing)} key(s) of a {info.family} motion module are missing, "
+                            f"e.g. {missing[0]!r}; the file is damaged or incomplete.")

@@ -22,12 +22,15 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_write_path
 from ..errors import SMAInputError
+from ..integrity import first_non_finite, verify_checksums, with_checksums
 
 METADATA_KEY = "sma_checkpoint"
 FORMAT_VERSION = 2
 """2: the config is nested (``"sma"``, ``"lora"``) under today's setting names."""
 READABLE_VERSIONS = (1, 2)
 """1: flat config with the earlier names (``lr_temporal``, ``sma_levels``, ...); read via ``TrainConfig.from_dict``."""
+UNCHECKED_VERSIONS = (1,)
+"""Formats written before checkpoints carried checksums (:mod:`sma.integrity`); read without them."""
 _NAME = re.compile(r"^checkpoint-(\d{6,})\.safetensors$")
 
 
@@ -53,9 +56,8 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     """Write ``tensors`` + JSON ``state`` to ``path`` atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})}
+    metadata = with_checksums(payload, {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **state})})
     with atomic_write_path(path) as temp:
         save_file(payload, str(temp), metadata=metadata)
     return path
@@ -64,24 +66,35 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, state)`` of a checkpoint file (CPU tensors).
 
+    Files carry checksums (:mod:`sma.integrity`), so a damaged checkpoint is refused, never resumed from.
+
     Raises:
-        SMAInputError: not a file written by :func:`save_checkpoint`.
+        SMAInputError: not a file written by :func:`save_checkpoint`, damaged, or NaN/inf tensors.
     """
     path = Path(path)
     if not path.is_file():
         raise SMAInputError(f"no checkpoint file at {path}.")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
+            metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as error:  # safetensors raises its own error types for damaged files
         raise SMAInputError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
-    state = json.loads(raw)
-    if state.get("format_version") not in READABLE_VERSIONS:
-        raise SMAInputError(f"{path}: checkpoint format {state.get('format_version')!r}, "
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        raise SMAInputError(f"{path}: '{METADATA_KEY}' is not valid JSON; the checkpoint is damaged.") from None
+    found = state.get("format_version") if isinstance(state, dict) else None
+    if found not in READABLE_VERSIONS:
+        raise SMAInputError(f"{path}: checkpoint format {found!r}, "
                             f"this version reads {', '.join(map(str, READABLE_VERSIONS))}.")
+    verify_checksums(tensors, metadata, str(path), required=found not in UNCHECKED_VERSIONS)
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise SMAInputError(f"{path}: {bad!r} holds NaN/inf values; resume from an earlier checkpoint.")
     return tensors, state
 
 

@@ -12,6 +12,7 @@ names (and LoRA key names) never change.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,7 +172,11 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 
 def free_memory(device: torch.device) -> None:
-    """Collect garbage and release cached allocator blocks on CUDA (after a model or tensors were dropped)."""
+    """Collect garbage, release cached allocator blocks on CUDA and give freed heap pages back to the OS
+    (after a model or tensors were dropped; glibc keeps them otherwise, so a host process that trains
+    again and again would grow by the model's size)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

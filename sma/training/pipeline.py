@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..atomic import check_writable
 from ..lora import save_motion_lora
 from ..models.build import make_noise_scheduler
 from .config import TrainConfig
@@ -75,10 +76,12 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         runner: runs the trainer instead of ``trainer.run(callbacks, resume_from)``.
 
     Raises:
-        SMAInputError: bad clips, settings or checkpoint. TrainingDiverged: NaN/inf during training.
+        SMAInputError: bad clips, settings or checkpoint, or an output folder that cannot be written.
+            TrainingDiverged: NaN/inf during training.
     """
     device = torch.device(device)
     resolve_precision(config.precision, device)  # an unusable device or precision is refused before any work
+    check_writable(Path(out).parent)  # a read-only or full folder fails now, not after the training
     clips = source.training_clips(device)
     free_memory(device)
     result, interrupted = _train(source, clips, config, device, motion_info, resume_from, callbacks, runner)
