@@ -3,6 +3,7 @@ from comfy_api.latest import io
 
 from .common import register_model_folders
 from .lora import ApplyMotionLoRA
+from .merge import MergeMotionLoRAs
 from .metrics import MotionFidelity
 from .spectra import VisualizeSpectra
 from .train import AddReferenceClip, TrainMotionLoRA
@@ -15,6 +16,7 @@ NODE_CLASSES: list[type[io.ComfyNode]] = [
     TrainMotionLoRA,
     AddReferenceClip,
     ApplyMotionLoRA,
+    MergeMotionLoRAs,
     VisualizeSpectra,
     MotionFidelity,
 ]

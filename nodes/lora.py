@@ -20,7 +20,7 @@ ADE_MISSING = (
     "https://github.com/Kosinkadink/ComfyUI-AnimateDiff-Evolved, then restart ComfyUI.")
 
 
-def _ade_lora_loader():
+def ade_lora_loader():
     import nodes as comfy_nodes  # ComfyUI's own module (the pack's nodes/ is a sub-package)
 
     loader = comfy_nodes.NODE_CLASS_MAPPINGS.get(ADE_LORA_LOADER)
@@ -29,7 +29,7 @@ def _ade_lora_loader():
     return loader
 
 
-def _lora_path(name: str) -> str:
+def lora_path(name: str) -> str:
     path = folder_paths.get_full_path(MOTION_LORA_FOLDER, name)
     if path is None:
         raise SMAInputError(f"no motion LoRA named {name!r} in models/{MOTION_LORA_FOLDER}: train one with Train "
@@ -88,9 +88,9 @@ class ApplyMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
-        loader = _ade_lora_loader()
+        loader = ade_lora_loader()
         with user_errors("Apply Motion LoRA"):
-            path = Path(_lora_path(lora_name))
+            path = Path(lora_path(lora_name))
             raw, raw_metadata = read_lora_file(path)  # read once; converted in memory
             state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
             metadata = decode_metadata(raw_metadata)

@@ -133,3 +133,17 @@ def add_inspect_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Print a motion LoRA's metadata, layers, ranks, dtypes, covered blocks and parameter count. "
                     "Reads this pack's files and other trainers' layouts (ADE, MotionDirector, diffusers/peft, kohya).")
     parser.add_argument("file", help="the LoRA file (.safetensors, or a tensors-only .ckpt/.pt/.pth/.bin)")
+
+
+def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge", help="blend several motion LoRAs into one file (exact, or SVD-compressed to a rank)",
+        description="Writes one ADE motion LoRA whose weight update is the weighted sum of the sources' updates. "
+                    "Exact by default (the ranks add up); --rank N compresses each layer to rank N with an SVD and "
+                    "prints the relative error that costs. The sources must be of one motion-module family.")
+    parser.add_argument("sources", nargs="+", metavar="FILE[:WEIGHT]",
+                        help="motion LoRA files, each with an optional weight (default 1), e.g. a.safetensors:0.7")
+    parser.add_argument("--out", required=True, help="the merged LoRA to write (.safetensors)")
+    parser.add_argument("--rank", type=int, default=None, help="compress every layer to this rank (default: exact)")
+    parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="dtype of the file (default: fp16)")
+    parser.add_argument("--worst", type=int, default=3, help="layers with the largest error to list (default: 3)")
