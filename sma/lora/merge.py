@@ -140,6 +140,17 @@ def _truncated(up: torch.Tensor, down: torch.Tensor, rank: int) -> tuple[torch.T
     return (q_up @ p[:, :k]) * root, (root[:, None] * vh[:k]) @ q_down.T
 
 
+def _gram_inner(up_a: torch.Tensor, down_a: torch.Tensor, up_b: torch.Tensor, down_b: torch.Tensor) -> float:
+    """Frobenius inner product ``<up_a @ down_a, up_b @ down_b>`` from ``R x R`` products only."""
+    return float(((up_a.T @ up_b) * (down_a @ down_b.T)).sum())
+
+
+def _residual(exact: tuple[torch.Tensor, torch.Tensor], written: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    """``(||written - exact||^2, ||exact||^2)`` of the two updates (float64 factors), never forming them."""
+    norm = _gram_inner(*exact, *exact)
+    return max(norm - 2 * _gram_inner(*exact, *written) + _gram_inner(*written, *written), 0.0), norm
+
+
 def merge_sources(sources: Sequence[LoRASource], rank: int | None = None,
                   dtype: torch.dtype = torch.float16) -> MergedLoRA:
     """Merge already loaded LoRAs (see :func:`merge_motion_loras`)."""
@@ -161,9 +172,7 @@ def merge_sources(sources: Sequence[LoRASource], rank: int | None = None,
         exact_up, exact_down = _stacked(layers[module])
         up, down = (exact_up, exact_down) if rank is None else _truncated(exact_up, exact_down, rank)
         written_up, written_down = up.to(dtype), down.to(dtype)
-        target = exact_up @ exact_down
-        residual = float((written_up.double() @ written_down.double() - target).norm()) ** 2
-        norm = float(target.norm()) ** 2
+        residual, norm = _residual((exact_up, exact_down), (written_up.double(), written_down.double()))
         errors[module] = math.sqrt(residual / norm) if norm > 0 else 0.0
         residual_sq, total_sq = residual_sq + residual, total_sq + norm
         state[ade_lora_key(module, "down")] = written_down.contiguous()
