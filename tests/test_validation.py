@@ -64,7 +64,7 @@ def test_webp_strip_and_prompt_checks(tmp_path):
     with Image.open(path) as image:
         assert image.format == "WEBP" and image.n_frames == 5 and image.size == (24, 16)
         image.seek(4)
-        last = torch.from_numpy(np.asarray(image.convert("RGB"))).float() / 255
+        last = torch.from_numpy(np.array(image.convert("RGB"))).float() / 255
     assert (last - frames[4].permute(1, 2, 0)).abs().max() < 1 / 255 + 1e-6  # lossless
     with pytest.raises(SMAInputError, match=r"\[1, T, 32\]"):
         ValidationPrompt(torch.zeros(1, 77, 16)).check(TEXT_DIM)
