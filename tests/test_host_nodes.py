@@ -21,7 +21,6 @@ from sma.video import write_video
 FRAMES, SIZE = 4, 64
 LORA_NAME = "host_test_motion"
 TRAIN = "train"
-TRAINED_MOTION_LORA = 3  # the trainer's MOTION_LORA output slot
 TRAIN_TEXT = "shapes moving"
 
 
@@ -213,10 +212,11 @@ def generate_prompt(motion: str, lora: str | None = None) -> dict:
 
 
 def train_and_generate_prompt(motion: str, lora_name: str, **settings) -> dict:
-    """One prompt: train (2 steps) and sample with the trained LoRA through the trainer's MOTION_LORA output,
-    sharing the checkpoint and the positive prompt."""
-    prompt = {**generate_prompt(motion), **train_prompt(motion, lora_name=lora_name, **settings)}
-    prompt[APPLY_MOTION_MODEL]["inputs"]["motion_lora"] = link(TRAIN, TRAINED_MOTION_LORA)
+    """One prompt: train (2 steps) and sample with the trained LoRA (the trainer's lora_name linked into Apply
+    Motion LoRA's trained_lora, whose own lora_name is not a file yet), sharing the checkpoint and the prompt."""
+    prompt = {**generate_prompt(motion, "not_trained_yet.safetensors"),
+              **train_prompt(motion, lora_name=lora_name, **settings)}
+    prompt["lora"]["inputs"]["trained_lora"] = link(TRAIN, 0)
     return prompt
 
 
@@ -238,5 +238,8 @@ def test_one_queue_trains_and_generates_with_the_new_lora(host, trained):
     comfy_host.run(train_and_generate_prompt(motion, name, seed=1))
     second = comfy_host.output(DECODE).clone()
     assert TRAIN not in cached_nodes(comfy_host) and (second - first).abs().max() > 1e-3
-    comfy_host.run(generate_prompt(motion, f"{name}.safetensors"))  # the file on disk, through Apply Motion LoRA
+    comfy_host.run(generate_prompt(motion, f"{name}.safetensors"))  # the file on disk, picked from the list
     assert torch.equal(comfy_host.output(DECODE), second)
+    # without the link, a missing file is a validation error that names the node's input
+    valid, _, _, node_errors = comfy_host.validate(generate_prompt(motion, "not_trained_yet.safetensors"))
+    assert not valid and "no motion LoRA named 'not_trained_yet.safetensors'" in str(node_errors["lora"])
