@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfy_api.latest import io, ui
+from comfy_api.v0_0_2 import io, ui
 
 from ..sma.errors import SMAInputError
 from ..sma.lora import load_motion_lora, save_motion_lora

@@ -5,6 +5,7 @@
 - :mod:`sma.lora.convert`: any known layout -> canonical ADE layout (alpha baked).
 - :mod:`sma.lora.motion`: model adapter <-> ADE state dict (``export_motion_lora``, ``apply_motion_lora``).
 - :mod:`sma.lora.files`: ``save_motion_lora`` (atomic, metadata) and ``load_motion_lora``.
+- :mod:`sma.lora.ade_files`: which file AnimateDiff-Evolved loads (other layouts converted once and cached).
 - :mod:`sma.lora.merge`: ``merge_motion_loras`` (weighted sum of LoRAs, exact or SVD-compressed).
 """
 from .adapters import (
@@ -30,6 +31,6 @@ from .motion import apply_motion_lora, export_motion_lora
 __all__ = [
     "FORMAT", "LoRAAdapter", "LoRAConfig", "adapter_names", "add_motion_lora", "add_spatial_lora", "ade_lora_key",
     "apply_motion_lora", "enable_lora", "export_motion_lora", "load_motion_lora", "lora_layers", "lora_parameters",
-    "lora_rank", "MergedLoRA", "merge_lora", "merge_motion_loras", "merged_lora", "parse_lora_key", "read_lora_file", "remove_lora", "save_motion_lora",
-    "set_lora_scale", "unmerge_lora",
+    "lora_rank", "MergedLoRA", "merge_lora", "merge_motion_loras", "merged_lora", "parse_lora_key", "read_lora_file",
+    "remove_lora", "save_motion_lora", "set_lora_scale", "unmerge_lora",
 ]

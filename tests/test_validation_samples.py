@@ -11,7 +11,7 @@ from PIL import Image
 from sma.errors import SMAInputError
 from sma.lora import LoRAConfig, add_motion_lora, add_spatial_lora, lora_layers
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
-from sma.validation import ValidationPrompt, sample_clip, save_webp
+from sma.training.samples import ValidationPrompt, sample_clip, save_webp
 
 TEXT_DIM = 32  # cross-attention width of the tiny model
 SHAPE = (8, 4, 8, 8)  # frames, channels, h, w
