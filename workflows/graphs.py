@@ -5,7 +5,6 @@ from collections.abc import Callable
 
 from .layout import GROUP_COLORS, Definitions, Graph, NodeRef
 from .notes import (
-    ADE_LORA_NOTE,
     ANIMATEDIFF_NOTE,
     ANIMATEDIFF_NOTE_SHORT,
     APPLY_OVERVIEW,
@@ -22,6 +21,7 @@ from .notes import (
     SAMPLE_NOTE,
     SAVE_NOTE,
     SPECTRA_OVERVIEW,
+    TRAINED_LORA_NOTE,
     TRAIN_NOTE,
     TRAIN_OVERVIEW,
 )
@@ -65,8 +65,9 @@ def _checkpoint_and_prompt(g: Graph) -> tuple[NodeRef, NodeRef]:
     return checkpoint, prompt
 
 
-def _training(g: Graph) -> NodeRef:
-    """Steps 1-4: checkpoint and prompt, reference clip, Train Motion LoRA, its results."""
+def _training(g: Graph) -> tuple[NodeRef, NodeRef]:
+    """Steps 1-4: checkpoint and prompt, reference clip, Train Motion LoRA, its results; returns the checkpoint
+    loader and the trainer."""
     checkpoint, prompt = _checkpoint_and_prompt(g)
     with g.column("2 · Reference clip", GROUP_COLORS["clip"]):
         g.note(REFERENCE_NOTE, 100)
@@ -81,28 +82,27 @@ def _training(g: Graph) -> NodeRef:
         g.add("PreviewAny", {"source": train["lora_name"]}, title="Saved LoRA", height=90)
         g.add("PreviewImage", {"images": train["loss_curve"]}, title="Loss curve", height=260)
         g.add("PreviewImage", {"images": train["preview"]}, title="Last preview", height=200)
-    return checkpoint
+    return checkpoint, train
 
 
-def _generation(g: Graph, checkpoint: NodeRef | None, step: int) -> None:
+def _generation(g: Graph, checkpoint: NodeRef | None, step: int, trained: NodeRef | None = None) -> None:
     """The ADE Gen2 text-to-video graph with the motion LoRA, its groups numbered from ``step``.
 
-    Alone (no ``checkpoint`` given) it has its own checkpoint loader and Apply Motion LoRA (SMA). After a training
-    row it shares that row's checkpoint and loads the LoRA with ADE's own loader: ComfyUI 0.3.64 checks that
-    loader's file list before running (it does not check V3 nodes' lists), so while the file does not exist yet
-    only the generation branch is dropped and the training runs.
+    Alone (no ``checkpoint`` given) it has its own checkpoint loader and picks the LoRA file from the list. After a
+    training row it shares that row's checkpoint, and the trainer's ``lora_name`` (``trained``) is linked into Apply
+    Motion LoRA's ``trained_lora``: one Queue trains and then generates with the file just saved.
     """
     standalone = checkpoint is None
     with g.column(f"{step} · Models" if standalone else f"{step} · Motion models", GROUP_COLORS["model"]):
-        g.note(MODELS_NOTE if standalone else ADE_LORA_NOTE, 80 if standalone else 100)
+        g.note(MODELS_NOTE if standalone else TRAINED_LORA_NOTE, 80 if standalone else 100)
         if checkpoint is None:
             checkpoint = g.add("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT})
         motion = g.add("ADE_LoadAnimateDiffModel", {"model_name": MOTION_MODULE})
-        if standalone:
-            lora = g.add("SMA_ApplyMotionLoRA", {"lora_name": LORA_FILE, "strength": 1.0})
-            motion_lora = lora["motion_lora"]
-        else:
-            motion_lora = g.add("ADE_AnimateDiffLoRALoader", {"name": LORA_FILE, "strength": 1.0})["MOTION_LORA"]
+        inputs = {"lora_name": LORA_FILE, "strength": 1.0}
+        if trained is not None:
+            inputs["trained_lora"] = trained["lora_name"]
+        lora = g.add("SMA_ApplyMotionLoRA", inputs)
+        motion_lora = lora["motion_lora"]
     with g.column(f"{step + 1} · Prompt", GROUP_COLORS["clip"]):
         g.note(PROMPT_NOTE, 60)
         positive = g.add("CLIPTextEncode", {"text": GENERATE_PROMPT, "clip": checkpoint["CLIP"]},
@@ -154,10 +154,10 @@ def apply_motion_lora(definitions: Definitions) -> Graph:
 def train_and_apply(definitions: Definitions) -> Graph:
     g = Graph(definitions)
     _overview(g, BOTH_OVERVIEW, 270)
-    checkpoint = _training(g)
+    checkpoint, train = _training(g)
     g.new_row()
     _overview(g, GENERATE_HINT, 110, "Then generate")
-    _generation(g, checkpoint, 5)
+    _generation(g, checkpoint, 5, train)
     return g
 
 
