@@ -26,10 +26,9 @@ from PIL import Image
 from torch import nn
 
 from ..atomic import atomic_write_path
-from ..cli.images import frames_to_uint8
 from ..errors import SMAInputError
 from ..lora import enable_lora
-from ..preview import latents_to_rgb
+from ..preview import frames_to_uint8, latents_to_rgb
 
 
 @dataclass(frozen=True)
@@ -124,9 +123,10 @@ class ValidationSampler:
     """
 
     def __init__(self, config, prompt: ValidationPrompt, scheduler: DDPMScheduler, shape: tuple[int, ...],
-                 autocast, off_adapters: tuple[str, ...] = ()) -> None:
+                 autocast, off_adapters: tuple[str, ...] = (), base: str | None = None) -> None:
         self.config, self.prompt, self.scheduler = config, prompt, scheduler
         self.shape, self.autocast, self.off_adapters = shape, autocast, off_adapters
+        self.colours = {} if base is None else {"base": base}
 
     def due(self, step: int) -> bool:
         return self.config.validation_every > 0 and step % self.config.validation_every == 0
@@ -137,7 +137,7 @@ class ValidationSampler:
         cfg = self.config
         latents = sample_clip(unet, self.scheduler, self.prompt, self.shape, cfg.validation_steps,
                               cfg.validation_guidance, cfg.validation_seed, self.autocast, self.off_adapters)
-        frames = latents_to_rgb(latents)
+        frames = latents_to_rgb(latents, **self.colours)
         if cfg.checkpoint_dir:
-            save_webp(latents_to_rgb(latents, upscale=8), validation_path(cfg.checkpoint_dir, step))
+            save_webp(latents_to_rgb(latents, upscale=8, **self.colours), validation_path(cfg.checkpoint_dir, step))
         return frames
