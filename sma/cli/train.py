@@ -191,21 +191,22 @@ def encode_frames(vae: nn.Module, frames: torch.Tensor, chunk: int = VAE_CHUNK) 
 
 
 def prepare_clips(source: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any,
-                  device: torch.device) -> tuple[list[TrainingClip], torch.Tensor]:
+                  device: torch.device, extra: list[str] = ()) -> tuple[list[TrainingClip], torch.Tensor | None]:
     """Encode every clip with the source's VAE and every prompt with its text encoder, each model freed
-    right after use. ``prompts``: one per clip, then any extra ones (their embeddings ``[E, 77, D]`` are
-    returned beside the clips)."""
+    right after use. ``extra`` prompts (e.g. the validation samples') are encoded apart, so the clips'
+    embeddings are the same with or without them; returns ``[E, 77, D]`` for them (None without)."""
     vae = source.vae().to(device)
     latents = [encode_frames(vae, clip.frames) for clip in clips]
     del vae
     free_memory(device)
     text_encoder = source.text_encoder().to(device)
     embeddings = encode_prompts(text_encoder, tokenizer, prompts)  # [N, 77, D]
+    extra_embeddings = encode_prompts(text_encoder, tokenizer, list(extra)) if extra else None
     del text_encoder
     free_memory(device)
     encoded = [TrainingClip(z, embeddings[i:i + 1], Path(clip.path).name)
                for i, (z, clip) in enumerate(zip(latents, clips))]
-    return encoded, embeddings[len(clips):]
+    return encoded, extra_embeddings
 
 
 class VideoTrainingSource:
@@ -219,9 +220,9 @@ class VideoTrainingSource:
         self.validation: ValidationPrompt | None = None
 
     def training_clips(self, device: torch.device) -> list[TrainingClip]:
-        texts = [*self.prompts, *(self.validation_texts or ())]
-        encoded, extra = prepare_clips(self.models, self.clips, texts, self.tokenizer, device)
-        if self.validation_texts is not None:
+        encoded, extra = prepare_clips(self.models, self.clips, self.prompts, self.tokenizer, device,
+                                       list(self.validation_texts or ()))
+        if extra is not None:
             self.validation = ValidationPrompt(extra[:1].cpu(), extra[1:2].cpu())
         self.clips = []  # the frames; the latents are all training needs
         return encoded
