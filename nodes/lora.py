@@ -74,7 +74,7 @@ class ApplyMotionLoRA(io.ComfyNode):
         linked = input_types or {}
         for name, expected in (("trained_lora", "STRING"), ("prev_motion_lora", MotionLora.io_type)):
             if name in linked and not validate_node_input(linked[name], expected):
-                return f"{name} takes {expected}, but a {linked[name]} output is linked to it"
+                return f"{name} takes {expected}, but the output linked to it is {linked[name]}"
         if "trained_lora" in linked or lora_name in folder_paths.get_filename_list(MOTION_LORA_FOLDER):
             return True
         return (f"no motion LoRA named {lora_name!r} in models/{MOTION_LORA_FOLDER}: train one with Train Motion LoRA "
