@@ -51,8 +51,17 @@ def sources(comfy_host, full_v3_motion_module_file):
     for seed, (name, _) in enumerate(SOURCES):
         save_motion_lora(folder / name, random_lora(shapes, seed, shared), {"family": "v3", "rank": RANK})
     yield folder
-    for name in [n for n, _ in SOURCES] + [f"{MERGED}_exact.safetensors", f"{MERGED}_r8.safetensors"]:
-        (folder / name).unlink(missing_ok=True)
+    for name in [n for n, _ in SOURCES] + [f"{MERGED}_exact.safetensors", f"{MERGED}_r{RANK}.safetensors"]:
+        path = comfy_host.folder_paths.get_full_path("animatediff_motion_lora", name)
+        if path is not None:
+            os.remove(path)
+
+
+def merged_file(comfy_host, name: str) -> str:
+    """Where Merge Motion LoRAs saved ``name`` (ComfyUI's own animatediff_motion_lora folder)."""
+    path = comfy_host.folder_paths.get_full_path("animatediff_motion_lora", name)
+    assert path is not None, f"{name} was not saved"
+    return path
 
 
 def patched_weights(comfy_host, merge_rank: int | None) -> tuple[dict, dict, str]:
@@ -90,7 +99,7 @@ def test_merged_lora_patches_ade_like_the_chained_sources(comfy_host, sources):
     before, chained, _ = patched_weights(comfy_host, None)
     _, merged, summary = patched_weights(comfy_host, 0)
     assert set(chained) == set(merged) and len(merged) == 160
-    state, metadata = load_motion_lora(sources / f"{MERGED}_exact.safetensors")
+    state, metadata = load_motion_lora(merged_file(comfy_host, f"{MERGED}_exact.safetensors"))
     assert metadata["merge_mode"] == "exact" and metadata["family"] == "v3"
     assert [(s["file"], s["weight"]) for s in metadata["merged_from"]] == list(SOURCES)
     assert all(t.shape[0] == 2 * RANK for k, t in state.items() if k.endswith(".down.weight"))
@@ -108,7 +117,7 @@ def test_merged_lora_patches_ade_like_the_chained_sources(comfy_host, sources):
 def test_compressed_merge_reports_its_error_and_stays_close(comfy_host, sources):
     before, chained, _ = patched_weights(comfy_host, None)
     _, merged, summary = patched_weights(comfy_host, RANK)
-    metadata = load_motion_lora(sources / f"{MERGED}_r{RANK}.safetensors")[1]
+    metadata = load_motion_lora(merged_file(comfy_host, f"{MERGED}_r{RANK}.safetensors"))[1]
     error = metadata["merge_error"]
     assert f"{error:.3e} overall" in summary
     residual = sum(float((merged[k].float() - chained[k].float()).norm()) ** 2 for k in merged)
