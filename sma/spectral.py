@@ -196,7 +196,18 @@ def _filter_bank(wavelet: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return tuple(np.asarray(f, dtype=np.float64) for f in pywt.Wavelet(wavelet).filter_bank)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_tensors(builder):
+    """``lru_cache`` for builders of constant tensors, built outside inference mode: a cached operator first made
+    while ComfyUI runs a node (``torch.inference_mode``) must still be usable in a later training's autograd."""
+    @functools.lru_cache(maxsize=_CACHE_SIZE)
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        with torch.inference_mode(False):
+            return builder(*args, **kwargs)
+    return build
+
+
+@_cached_tensors
 def _analysis_matrix(
     wavelet: str, mode: str, length: int, level: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, tuple[int, ...]]:
@@ -214,7 +225,7 @@ def _analysis_matrix(
     return op, tuple(b.shape[0] for b in blocks)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@_cached_tensors
 def _synthesis_matrix(
     wavelet: str, mode: str, lengths: tuple[int, ...], device: torch.device, dtype: torch.dtype
 ) -> Tensor:
@@ -230,7 +241,7 @@ def _synthesis_matrix(
     return torch.from_numpy(np.ascontiguousarray(approx.T)).to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@_cached_tensors
 def _analysis_filters(
     wavelet: str, mode: str, n: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
@@ -243,7 +254,7 @@ def _analysis_filters(
     return torch.from_numpy(index).to(device), torch.from_numpy(filters).to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@_cached_tensors
 def _synthesis_filters(wavelet: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Convolution path: the synthesis filters ``[2, 1, L]`` (low, high)."""
     _, _, rec_lo, rec_hi = _filter_bank(wavelet)
@@ -391,7 +402,7 @@ def amplitude_phase(spectrum: Tensor) -> tuple[Tensor, Tensor]:
     return spectrum.abs(), spectrum.angle()
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@_cached_tensors
 def _low_frequency_weight(
     height: int, width: int, delta: float, base: float, sharpness: float, normalize: bool,
     device: torch.device, dtype: torch.dtype,
