@@ -6,7 +6,6 @@ from collections.abc import Callable
 from .layout import GROUP_COLORS, Definitions, Graph, NodeRef
 from .notes import (
     ANIMATEDIFF_NOTE,
-    ANIMATEDIFF_NOTE_SHORT,
     APPLY_OVERVIEW,
     BOTH_OVERVIEW,
     COMPARE_NOTE,
@@ -14,6 +13,7 @@ from .notes import (
     GENERATED_CLIP_NOTE,
     MODEL_NOTE,
     MODELS_NOTE,
+    MOTION_MODULE_NOTE,
     PROMPT_NOTE,
     REFERENCE_CLIP_NOTE,
     REFERENCE_NOTE,
@@ -93,16 +93,13 @@ def _generation(g: Graph, checkpoint: NodeRef | None, step: int, trained: NodeRe
     Motion LoRA's ``trained_lora``: one Queue trains and then generates with the file just saved.
     """
     standalone = checkpoint is None
-    with g.column(f"{step} · Models" if standalone else f"{step} · Motion models", GROUP_COLORS["model"]):
-        g.note(MODELS_NOTE if standalone else TRAINED_LORA_NOTE, 80 if standalone else 100)
+    with g.column(f"{step} · Models" if standalone else f"{step} · Motion module", GROUP_COLORS["model"]):
+        g.note(MODELS_NOTE if standalone else MOTION_MODULE_NOTE, 80 if standalone else 60)
         if checkpoint is None:
             checkpoint = g.add("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT})
         motion = g.add("ADE_LoadAnimateDiffModel", {"model_name": MOTION_MODULE})
-        inputs = {"lora_name": LORA_FILE, "strength": 1.0}
-        if trained is not None:
-            inputs["trained_lora"] = trained["lora_name"]
-        lora = g.add("SMA_ApplyMotionLoRA", inputs)
-        motion_lora = lora["motion_lora"]
+        if trained is None:
+            lora = g.add("SMA_ApplyMotionLoRA", {"lora_name": LORA_FILE, "strength": 1.0})
     with g.column(f"{step + 1} · Prompt", GROUP_COLORS["clip"]):
         g.note(PROMPT_NOTE, 60)
         positive = g.add("CLIPTextEncode", {"text": GENERATE_PROMPT, "clip": checkpoint["CLIP"]},
@@ -110,9 +107,12 @@ def _generation(g: Graph, checkpoint: NodeRef | None, step: int, trained: NodeRe
         negative = g.add("CLIPTextEncode", {"text": NEGATIVE_PROMPT, "clip": checkpoint["CLIP"]},
                          title="Negative prompt", height=90)
     with g.column(f"{step + 2} · AnimateDiff (Gen2)", GROUP_COLORS["animatediff"]):
-        g.note(ANIMATEDIFF_NOTE if standalone else ANIMATEDIFF_NOTE_SHORT, 90)
+        g.note(ANIMATEDIFF_NOTE if trained is None else TRAINED_LORA_NOTE, 90 if trained is None else 120)
+        if trained is not None:  # here, right of the trainer, so the link runs left to right
+            lora = g.add("SMA_ApplyMotionLoRA", {"lora_name": LORA_FILE, "strength": 1.0,
+                                                 "trained_lora": trained["lora_name"]})
         apply = g.add("ADE_ApplyAnimateDiffModelSimple",
-                      {"motion_model": motion["MOTION_MODEL"], "motion_lora": motion_lora})
+                      {"motion_model": motion["MOTION_MODEL"], "motion_lora": lora["motion_lora"]})
         sampling = g.add("ADE_UseEvolvedSampling",
                          {"model": checkpoint["MODEL"], "m_models": apply["M_MODELS"], "beta_schedule": "autoselect"})
         if standalone:

@@ -105,14 +105,13 @@ Uses the checkpoint of step 1 and the LoRA trained in step 3 (linked, so it is a
 """
 
 TRAINED_LORA_NOTE = """
-**Motion module + the trained LoRA**: *Apply Motion LoRA (SMA)* takes the file from the trainer's link
-(`trained_lora`); its own `lora_name` list is used only without that link. Lower `strength` if the motion
-overpowers the prompt.
+**The trained LoRA**: *Apply Motion LoRA (SMA)* takes the file from the trainer's link (`trained_lora`); its own
+`lora_name` list is used only without that link. Lower `strength` if the motion overpowers the prompt.
+**Apply AnimateDiff Model** takes the motion module and the LoRA; **Use Evolved Sampling** puts them into the model.
 """
 
-ANIMATEDIFF_NOTE_SHORT = """
-**Apply AnimateDiff Model** takes the motion module and the LoRA; **Use Evolved Sampling** puts them into the
-model.
+MOTION_MODULE_NOTE = """
+**Motion module**: the one the LoRA was trained against (step 3).
 """
 
 SPECTRA_OVERVIEW = """
