@@ -3,6 +3,7 @@ from comfy_api.v0_0_2 import io
 
 from .common import register_model_folders
 from .lora import ApplyMotionLoRA
+from .merge import MergeMotionLoRAs
 from .metrics import MotionFidelity
 from .spectra import VisualizeSpectra
 from .train import AddReferenceClip, SMALossOptions, TrainMotionLoRA
@@ -16,6 +17,7 @@ NODE_CLASSES: list[type[io.ComfyNode]] = [
     AddReferenceClip,
     SMALossOptions,
     ApplyMotionLoRA,
+    MergeMotionLoRAs,
     VisualizeSpectra,
     MotionFidelity,
 ]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import folder_paths
 from comfy_api.v0_0_2 import io
+from comfy_execution.validation import validate_node_input
 
 from ..sma.errors import SMAInputError
 from ..sma.lora.ade_files import describe, read_for_ade
@@ -18,7 +19,7 @@ ADE_MISSING = (
     "https://github.com/Kosinkadink/ComfyUI-AnimateDiff-Evolved, then restart ComfyUI.")
 
 
-def _ade_lora_loader():
+def ade_lora_loader():
     import nodes as comfy_nodes  # ComfyUI's own module (the pack's nodes/ is a sub-package)
 
     loader = comfy_nodes.NODE_CLASS_MAPPINGS.get(ADE_LORA_LOADER)
@@ -27,7 +28,7 @@ def _ade_lora_loader():
     return loader
 
 
-def _lora_path(name: str) -> str:
+def lora_path(name: str) -> str:
     path = folder_paths.get_full_path(MOTION_LORA_FOLDER, name)
     if path is None:
         raise SMAInputError(f"no motion LoRA named {name!r} in models/{MOTION_LORA_FOLDER}: train one with Train "
@@ -53,6 +54,10 @@ class ApplyMotionLoRA(io.ComfyNode):
                                tooltip="How strongly the learned motion applies. 1.0 as trained; 0.6-0.9 if the motion "
                                        "overpowers the prompt."),
                 MotionLora.Input("prev_motion_lora", optional=True, tooltip="An earlier motion LoRA of the chain."),
+                io.String.Input("trained_lora", optional=True, force_input=True,
+                                tooltip="Link Train Motion LoRA's lora_name here to train and generate in one Queue: "
+                                        "the file trained in this run is used instead of lora_name (which then "
+                                        "need not exist yet)."),
             ],
             outputs=[
                 MotionLora.Output(display_name="motion_lora"),
@@ -61,10 +66,27 @@ class ApplyMotionLoRA(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
+    def validate_inputs(cls, lora_name: str, input_types=None):
+        """``lora_name`` must be listed unless ``trained_lora`` is linked (the file is made in the same run).
+
+        Asking for ``input_types`` turns off ComfyUI's own type check of linked inputs, so it is done here.
+        """
+        linked = input_types or {}
+        for name, expected in (("trained_lora", "STRING"), ("prev_motion_lora", MotionLora.io_type)):
+            if name in linked and not validate_node_input(linked[name], expected):
+                return f"{name} takes {expected}, but the output linked to it is {linked[name]}"
+        if "trained_lora" in linked or lora_name in folder_paths.get_filename_list(MOTION_LORA_FOLDER):
+            return True
+        return (f"no motion LoRA named {lora_name!r} in models/{MOTION_LORA_FOLDER}: train one with Train Motion LoRA "
+                "(SMA) and link its lora_name to trained_lora, or copy the file there and refresh the page")
+
+    @classmethod
+    def execute(cls, lora_name: str, strength: float, prev_motion_lora=None, trained_lora: str | None = None
+                ) -> io.NodeOutput:
+        lora_name = trained_lora or lora_name
         with user_errors("Apply Motion LoRA"):
-            loader = _ade_lora_loader()
-            ade_name, state, metadata = read_for_ade(lora_name, Path(_lora_path(lora_name)), sd15_only=True)
+            loader = ade_lora_loader()
+            ade_name, state, metadata = read_for_ade(lora_name, Path(lora_path(lora_name)), sd15_only=True)
             info = describe(lora_name, state, metadata)
         (chain,) = loader().load_motion_lora(name=ade_name, strength=strength, prev_motion_lora=prev_motion_lora)
         return io.NodeOutput(chain, info)

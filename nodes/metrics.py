@@ -19,7 +19,9 @@ class MotionFidelity(io.ComfyNode):
             description=(
                 "Compares the motion of two clips with the same number of frames (the generated clip is resized to the "
                 "reference's size if needed): the cosine between their frame-to-frame motion (1 = same motion, "
-                "-1 = opposite) and SMA's wavelet (global) and Fourier (local) distances (0 = identical)."),
+                "-1 = opposite), SMA's wavelet (global) and Fourier (local) distances (0 = identical), and the "
+                "trajectory score of point tracks found in both clips (1 = the points move alike, also when the "
+                "clips look different)."),
             inputs=[
                 io.Image.Input("reference", optional=True,
                                tooltip="The reference clip's frames [F, H, W, 3], at least 3. Or use reference_latent."),
@@ -37,6 +39,9 @@ class MotionFidelity(io.ComfyNode):
                 io.Float.Output(display_name="local_distance",
                                 tooltip="SMA Fourier distance of the motion within frames (0 best)."),
                 io.String.Output(display_name="summary", tooltip="The numbers in words."),
+                io.Float.Output(display_name="trajectory_score",
+                                tooltip="Motion-fidelity score of corner tracks (pyramidal Lucas-Kanade), -1..1 "
+                                        "(1 best); 0 when no point could be tracked (the summary says so)."),
             ],
             is_output_node=True,
         )
@@ -51,5 +56,6 @@ class MotionFidelity(io.ComfyNode):
                 raise SMAInputError(f"connect {missing} (IMAGE, or the matching _latent input)")
             result = motion_fidelity(ref, gen, layout="channels_first")
         summary = result.summary()
-        return io.NodeOutput(result.cosine, result.global_distance, result.local_distance, summary,
+        trajectory = result.trajectory_score if result.trajectory_score is not None else 0.0
+        return io.NodeOutput(result.cosine, result.global_distance, result.local_distance, summary, trajectory,
                              ui=ui.PreviewText(summary))

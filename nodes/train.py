@@ -19,7 +19,15 @@ from ..sma.models.families import bases
 from ..sma.paths import safe_output_path
 from ..sma.preview import frames_to_image_batch, frames_to_uint8
 from ..sma.spectral import MODES as WAVELET_MODES
-from ..sma.training import DEFAULTS, TrainCallbacks, TrainConfig, TrainingClip, latest_checkpoint, train_motion_lora
+from ..sma.training import (
+    DEFAULTS,
+    TrainCallbacks,
+    TrainConfig,
+    TrainingClip,
+    ValidationPrompt,
+    latest_checkpoint,
+    train_motion_lora,
+)
 from ..sma.viz import as_image_batch, loss_curve_image
 from .common import CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, user_errors
 
@@ -86,6 +94,15 @@ def _encode(vae, frames: torch.Tensor, scale_factor: float) -> torch.Tensor:
         return latents.clone()
 
 
+def _validation_prompt(every: int, positive: list | None, negative: list | None) -> ValidationPrompt | None:
+    """The text embeddings of validation samples, or None when they are off."""
+    if not every:
+        return None
+    if not positive:
+        raise SMAInputError("validation_every > 0 needs validation_prompt: connect a CLIP Text Encode node.")
+    return ValidationPrompt(_text_embedding(positive), _text_embedding(negative) if negative else None)
+
+
 def _check_base(model) -> None:
     config = getattr(model.model, "model_config", None)
     unet_config = getattr(config, "unet_config", {}) or {}
@@ -126,7 +143,8 @@ class ComfyProgress:
             self.bar.update_absolute(step, None, ("JPEG", _preview_image(frames), PREVIEW_MAX_SIZE))
 
     def callbacks(self) -> TrainCallbacks:
-        return TrainCallbacks(on_step=self.on_step, on_preview=self.on_preview, should_stop=self.interrupted)
+        return TrainCallbacks(on_step=self.on_step, on_preview=self.on_preview, should_stop=self.interrupted,
+                              on_validation=self.on_preview)
 
 
 class TrainMotionLoRA(io.ComfyNode):
@@ -184,11 +202,20 @@ class TrainMotionLoRA(io.ComfyNode):
                                      tooltip="More reference clips from Add Reference Clip."),
                 LossOptions.Input("loss_options", optional=True,
                                   tooltip="Advanced SMA loss settings from SMA Loss Options (default: its defaults)."),
+                io.Int.Input("validation_every", default=0, min=0, max=100000, optional=True,
+                             tooltip="Every N steps a validation sample (0 = never): 8 DDIM steps of validation_prompt "
+                                     "with the LoRA so far and a fixed seed, shown as the preview and saved as an "
+                                     "animated WebP beside the checkpoints. Costs about 5 training steps each."),
+                io.Conditioning.Input("validation_prompt", optional=True,
+                                      tooltip="What validation samples show (a new subject doing the learned motion)."),
+                io.Conditioning.Input("validation_negative", optional=True,
+                                      tooltip="Negative prompt of validation samples (turns on guidance 7.5)."),
             ],
             outputs=[
                 io.String.Output(display_name="lora_name", tooltip="The saved file, as listed in animatediff_motion_lora."),
                 io.Image.Output(display_name="loss_curve", tooltip="Each loss component over the steps."),
                 io.Image.Output(display_name="preview", tooltip="The last preview frames."),
+                io.Image.Output(display_name="validation", tooltip="The last validation sample (latent colours)."),
             ],
         )
 
@@ -196,7 +223,8 @@ class TrainMotionLoRA(io.ComfyNode):
     def execute(cls, model, vae, positive, frames, motion_model: str, lora_name: str, steps: int,
                 learning_rate: float, spatial_learning_rate: float, rank: int, sma_mode: str, lambda_global: float,
                 lambda_local: float, wavelet_levels: int, spatial_path: bool, seed: int, checkpoint_every: int,
-                preview_every: int, resume: bool, more_clips=None, loss_options=None) -> io.NodeOutput:
+                preview_every: int, resume: bool, more_clips=None, loss_options=None, validation_every: int = 0,
+                validation_prompt=None, validation_negative=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
         with user_errors("Train Motion LoRA"):
@@ -208,7 +236,8 @@ class TrainMotionLoRA(io.ComfyNode):
                 sma_mode=sma_mode, lambda_global=lambda_global, lambda_local=lambda_local,
                 wavelet_levels=wavelet_levels or None, spatial_path=spatial_path, seed=seed,
                 checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, preview_every=preview_every,
-                **(loss_options or {}))
+                validation_every=validation_every, **(loss_options or {}))
+            validation = _validation_prompt(validation_every, validation_prompt, validation_negative)
             motion_path = folder_paths.get_full_path_or_raise(MOTION_MODELS_FOLDER, motion_model)
             mm.unload_all_models()  # frees VRAM and restores unpatched base weights
             resume_from = latest_checkpoint(checkpoint_dir) if resume else None
@@ -217,14 +246,15 @@ class TrainMotionLoRA(io.ComfyNode):
             source = ComfySource(model, vae, [ReferenceClip(frames, positive), *(more_clips or [])], motion_path)
             outcome = train_motion_lora(source, config, out_path, device=mm.get_torch_device(),
                                         resume_from=resume_from, callbacks=ComfyProgress(steps).callbacks(),
-                                        metadata={"motion_module": motion_model, "name": out_path.stem})
+                                        metadata={"motion_module": motion_model, "name": out_path.stem},
+                                        validation=validation)
         result = outcome.result
         log.info("SMA: saved %s after %d steps%s", out_path, result.step, " (cancelled)" if result.stopped_early else "")
         mm.throw_exception_if_processing_interrupted()  # cancelled: the partial LoRA is saved, the prompt stops
         curve = as_image_batch(loss_curve_image(result.losses))
-        preview = (frames_to_image_batch(result.last_preview, LATENT_SCALE) if result.last_preview is not None
-                   else torch.zeros(1, 64, 64, 3))
-        return io.NodeOutput(out_path.name, curve, preview)
+        preview, sample = (frames_to_image_batch(f, LATENT_SCALE) if f is not None else torch.zeros(1, 64, 64, 3)
+                           for f in (result.last_preview, result.last_validation))
+        return io.NodeOutput(out_path.name, curve, preview, sample)
 
 
 class ComfySource:

@@ -15,7 +15,9 @@ clips of the same length, plus one on point tracks:
   terms of `loss.SMALoss` between the clips, computed by the loss itself, without timestep weight and
   independent of the lambdas. 0 = identical motion. Same formulas as training (``plus`` mode by default).
 - **trajectory score** (`trajectory_fidelity`): the motion-fidelity score of Yatim et al. (CVPR 2024) on
-  point tracks ``[P, F, 2]``, e.g. the ground-truth trajectories of `synthetic` clips.
+  point tracks ``[P, F, 2]``: given ones (e.g. the ground-truth trajectories of `synthetic` clips), or by
+  default tracked in both clips by `sma.tracking.track_points` (corners + pyramidal Lucas-Kanade, no
+  learned weights), so any two videos get the score.
 
 `motion_metrics` (batched latents ``[B, F, C, H, W]``, what the trainer logs) and `motion_fidelity`
 (one clip each, IMAGE or latents, what the node shows) are the same code path.
@@ -41,6 +43,8 @@ from torch import Tensor
 
 from .errors import SMAInputError
 from .loss import SMAConfig, SMALoss
+from .tracking import STILL_PX as TRACKED_STILL_PX
+from .tracking import TrackerConfig, track_points
 
 MIN_FRAMES = 3
 """Frames a clip needs for the metrics: 2 motion vectors, the least the wavelet distance works on."""
@@ -276,7 +280,8 @@ class MotionFidelity:
     """How closely a generated clip's motion follows the reference (see the module docstring).
 
     ``cosine`` in [-1, 1] (1 best); ``global_distance`` / ``local_distance`` >= 0 (0 best);
-    ``trajectory_score`` in [-1, 1] or None without tracks; ``frames`` compared; ``note`` about resizing.
+    ``trajectory_score`` in [-1, 1] or None without tracks; ``tracked_points`` (reference, generated) when
+    the clips were tracked; ``frames`` compared; ``note`` about resizing or tracking.
     """
 
     cosine: float
@@ -285,6 +290,7 @@ class MotionFidelity:
     trajectory_score: float | None = None
     frames: int = 0
     note: str = ""
+    tracked_points: tuple[int, int] | None = None
 
     def summary(self) -> str:
         """A few lines a person can read, each with the value that means a perfect match."""
@@ -294,7 +300,10 @@ class MotionFidelity:
             f"Fourier (local) distance {self.local_distance:.4g} (0 = same motion within frames)",
         ]
         if self.trajectory_score is not None:
-            lines.append(f"trajectory score {self.trajectory_score:.3f} (1 = tracks move alike)")
+            tracked = (f"; {self.tracked_points[0]} / {self.tracked_points[1]} points tracked"
+                       if self.tracked_points else "")
+            lines.append(f"trajectory score {self.trajectory_score:.3f} (1 = tracks move alike, "
+                         f"-1 = opposite, 0 = unrelated or still{tracked})")
         lines.append(f"over {self.frames} frames ({max(self.frames - 1, 0)} frame pairs)")
         if self.note:
             lines.append(f"note: {self.note}")
@@ -303,7 +312,8 @@ class MotionFidelity:
 
 def motion_fidelity(video_a: Tensor | np.ndarray, video_b: Tensor | np.ndarray, config: SMAConfig | None = None,
                     tracks_a: Tensor | np.ndarray | None = None, tracks_b: Tensor | np.ndarray | None = None,
-                    layout: Layout = "auto", still_rms: float = STILL_RMS) -> MotionFidelity:
+                    layout: Layout = "auto", still_rms: float = STILL_RMS, track: bool = True,
+                    tracker: TrackerConfig = TrackerConfig()) -> MotionFidelity:
     """Motion fidelity of clip ``video_b`` (generated) to ``video_a`` (reference).
 
     Args:
@@ -312,21 +322,33 @@ def motion_fidelity(video_a: Tensor | np.ndarray, video_b: Tensor | np.ndarray, 
         config: SMA settings of the distances (default plus mode).
         tracks_a, tracks_b: optional point tracks ``[P, F, 2]`` / ``[Q, F, 2]`` for `trajectory_fidelity`.
         layout: channel layout of both clips (``auto`` guesses per clip).
+        track: without given tracks, track both clips (`sma.tracking.track_points` with ``tracker``) for
+            the trajectory score; False leaves it None.
     """
     a = as_video(video_a, layout, "reference")
     b = as_video(video_b, layout, "generated")
     a, b, note = match_videos(a, b)
     if (tracks_a is None) != (tracks_b is None):
         raise SMAInputError("pass point tracks for both clips (tracks_a and tracks_b) or for neither")
-    score = None
+    score = tracked = None
+    still_px = STILL_PX
+    if tracks_a is None and track:
+        still_px = TRACKED_STILL_PX
+        tracks_a, tracks_b = track_points(a, tracker), track_points(b, tracker)
+        tracked = (tracks_a.shape[0], tracks_b.shape[0])
+        if min(tracked) == 0:
+            empty = " and ".join(n for n, t in zip(("reference", "generated"), tracked) if t == 0)
+            note = "; ".join(filter(None, (note, f"no trajectory score: no point of the {empty} clip could be "
+                                                  "tracked through every frame (flat or too fast)")))
+            tracks_a = tracks_b = None
     if tracks_a is not None:
         frames_a, frames_b = _check_tracks(tracks_a, "tracks_a").shape[1], _check_tracks(tracks_b, "tracks_b").shape[1]
         if (frames_a, frames_b) != (a.shape[0],) * 2:
             raise SMAInputError(
                 f"the tracks cover {frames_a} and {frames_b} frames but the clips have {a.shape[0]}: "
                 "track the same frames that are compared")
-        score = trajectory_fidelity(tracks_a, tracks_b)
+        score = trajectory_fidelity(tracks_a, tracks_b, still_px=still_px)
     metrics = motion_metrics(a[None], b[None], config, still_rms)
     return MotionFidelity(cosine=metrics["motion_cosine"], global_distance=metrics["global_distance"],
                           local_distance=metrics["local_distance"], trajectory_score=score,
-                          frames=a.shape[0], note=note)
+                          frames=a.shape[0], note=note, tracked_points=tracked)

@@ -409,6 +409,21 @@ def test_train_resume_continues_bit_for_bit(tmp_path, inputs):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_train_with_validation_samples_changes_no_weight(tmp_path, inputs, capsys):
+    need_tokenizer()
+    plain, sampled = tmp_path / "plain.safetensors", tmp_path / "sampled.safetensors"
+    assert train_tiny(inputs, plain, "--steps", "2") == 0
+    assert train_tiny(inputs, sampled, "--steps", "2", "--validation-prompt", "a dog running", "--validation-every",
+                      "1", "--validation-steps", "2") == 0
+    strips = sorted((tmp_path / "sampled_checkpoints").glob("validation-*.webp"))
+    assert [p.name for p in strips] == ["validation-000001.webp", "validation-000002.webp"]
+    with Image.open(strips[-1]) as webp:
+        assert webp.n_frames == 8 and webp.size == (64, 64)  # latent size x 8: the video's
+    a, b = load_motion_lora(plain)[0], load_motion_lora(sampled)[0]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    main_error(capsys, _train_argv(inputs, **{"--validation-every": "5"}), "--validation-every needs --validation-prompt")
+
+
 # --- train: every setting reaches the config ---------------------------------------------------------------
 
 def _config_of(*options: str):

@@ -81,6 +81,10 @@ def test_spectra_panel_and_fidelity_in_the_host(comfy_host, input_clips):
     assert reversed_ == pytest.approx([expected.cosine, expected.global_distance, expected.local_distance], rel=1e-6)
     assert list(ui["reversed_text"]["text"]) == [expected.summary()]
     assert float(ui["reversed_cosine"]["text"][0]) == pytest.approx(expected.cosine)
+    # the trajectory score of tracked points: 1 for the same clip, the library's value for the reversed one
+    assert comfy_host.output("same", 4) == pytest.approx(1.0) and "points tracked" in same_text
+    assert comfy_host.output("reversed", 4) == pytest.approx(expected.trajectory_score)
+    assert expected.trajectory_score < 0.9
     rotation = [comfy_host.output("rotation", slot) for slot in range(3)]
     for value in (reversed_[0], rotation[0]):
         assert value < 0.5

@@ -15,7 +15,9 @@ EXPECTED_NODES = {
     "SMA_LoadReferenceVideo",
     "SMA_TrainMotionLoRA",
     "SMA_AddReferenceClip",
+    "SMA_LossOptions",
     "SMA_ApplyMotionLoRA",
+    "SMA_MergeMotionLoRAs",
     "SMA_VisualizeSpectra",
     "SMA_MotionFidelity",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from host_graphs import DECODE, MOTION_LORA, SAMPLER, animatediff_prompt, link
+from host_graphs import APPLY_MOTION_MODEL, DECODE, MOTION_LORA, SAMPLER, animatediff_prompt, link
 from sma.lora import load_motion_lora
 from sma.synthetic import moving_shapes_clip
 from sma.video import write_video
@@ -21,6 +21,7 @@ from sma.video import write_video
 FRAMES, SIZE = 4, 64
 LORA_NAME = "host_test_motion"
 TRAIN = "train"
+TRAIN_TEXT = "shapes moving"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def train_prompt(motion_model: str, lora_name: str = LORA_NAME, steps: int = 2, 
         "preview_every": 1, "resume": False, **settings}
     return {
         "checkpoint": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15_random.safetensors"}},
-        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": link("checkpoint", 1), "text": "shapes moving"}},
+        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": link("checkpoint", 1), "text": TRAIN_TEXT}},
         "video": {"class_type": "SMA_LoadReferenceVideo", "inputs": {
             "video": video, "frame_load_cap": FRAMES, "skip_first_frames": 0, "select_every_nth": 1,
             "force_rate": 0.0, "width": SIZE, "height": SIZE}},
@@ -226,3 +227,47 @@ def test_loss_options_node_reaches_the_trainer(host, trained):
     assert "SMA Loss Options" in message and "level_weights must be numbers" in message
     message = _error_message(comfy_host, loss_options_prompt(motion, name, level_weights="1, 1, 1"))
     assert "Train Motion LoRA" in message and "level_weights has 3 values but 1 level(s) need 2" in message
+
+
+def generate_prompt(motion: str, lora: str | None = None) -> dict:
+    """Text-to-video with the training prompt's text; with ``lora``, that file through Apply Motion LoRA."""
+    prompt = animatediff_prompt("sd15_random.safetensors", motion, positive=TRAIN_TEXT, seed=5, width=SIZE,
+                                height=SIZE, frames=FRAMES)
+    if lora is not None:
+        prompt["lora"] = {"class_type": "SMA_ApplyMotionLoRA", "inputs": {"lora_name": lora, "strength": 1.0}}
+        prompt[APPLY_MOTION_MODEL]["inputs"]["motion_lora"] = link("lora")
+    return prompt
+
+
+def train_and_generate_prompt(motion: str, lora_name: str, **settings) -> dict:
+    """One prompt: train (2 steps) and sample with the trained LoRA (the trainer's lora_name linked into Apply
+    Motion LoRA's trained_lora, whose own lora_name is not a file yet), sharing the checkpoint and the prompt."""
+    prompt = {**generate_prompt(motion, "not_trained_yet.safetensors"),
+              **train_prompt(motion, lora_name=lora_name, **settings)}
+    prompt["lora"]["inputs"]["trained_lora"] = link(TRAIN, 0)
+    return prompt
+
+
+def test_one_queue_trains_and_generates_with_the_new_lora(host, trained):
+    comfy_host, _, lora_dir, made, motion = host
+    name = "host_test_one_queue"
+    made.add(f"{name}.safetensors")
+    assert not (lora_dir / f"{name}.safetensors").exists()  # nothing to pick from a file list yet
+    comfy_host.run(generate_prompt(motion))
+    plain = comfy_host.output(DECODE).clone()
+    comfy_host.run(train_and_generate_prompt(motion, name))
+    first = comfy_host.output(DECODE).clone()
+    assert (lora_dir / f"{name}.safetensors").is_file() and TRAIN not in cached_nodes(comfy_host)
+    assert (first - plain).abs().max() > 1e-3, "the trained LoRA did not reach the sampler"
+    # an unchanged re-queue: the trainer is cached, and so is the generation
+    comfy_host.run(train_and_generate_prompt(motion, name))
+    assert {TRAIN, DECODE} <= cached_nodes(comfy_host)
+    # a later training of the same name replaces the file; the generation uses the new file
+    comfy_host.run(train_and_generate_prompt(motion, name, seed=1))
+    second = comfy_host.output(DECODE).clone()
+    assert TRAIN not in cached_nodes(comfy_host) and (second - first).abs().max() > 1e-3
+    comfy_host.run(generate_prompt(motion, f"{name}.safetensors"))  # the file on disk, picked from the list
+    assert torch.equal(comfy_host.output(DECODE), second)
+    # without the link, a missing file is a validation error that names the node's input
+    valid, _, _, node_errors = comfy_host.validate(generate_prompt(motion, "not_trained_yet.safetensors"))
+    assert not valid and "no motion LoRA named 'not_trained_yet.safetensors'" in str(node_errors["lora"])

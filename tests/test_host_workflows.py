@@ -171,23 +171,26 @@ def test_workflows_wire_the_pack_as_documented(definitions):
     assert sorted([spectra["video"][0], spectra["compare_video"][0]]) == loaders
 
 
-def test_train_and_apply_trains_on_the_first_queue_while_its_lora_is_missing(comfy_host, definitions, host_files):
-    """What the workflow's note promises: validation drops only the generation branch until the file exists."""
+def test_train_and_apply_is_one_queue_while_its_lora_is_missing(comfy_host, definitions, host_files):
+    """What the workflow's note promises: the trainer's lora_name feeds Apply Motion LoRA, so a prompt whose LoRA
+    file does not exist yet validates whole, the generation included (it runs after the training)."""
     prompt = ui_to_api(committed("sma_train_and_apply"), definitions)
-    trainer, lora = only(prompt, "SMA_TrainMotionLoRA"), only(prompt, "ADE_AnimateDiffLoRALoader")
-    assert prompt[trainer]["inputs"]["lora_name"] + ".safetensors" == prompt[lora]["inputs"]["name"]
+    trainer, lora = only(prompt, "SMA_TrainMotionLoRA"), only(prompt, "SMA_ApplyMotionLoRA")
+    assert prompt[lora]["inputs"]["trained_lora"] == [trainer, 0]
+    assert prompt[trainer]["inputs"]["lora_name"] + ".safetensors" == prompt[lora]["inputs"]["lora_name"]
     assert prompt[only(prompt, "ADE_ApplyAnimateDiffModelSimple")]["inputs"]["motion_lora"] == [lora, 0]
     checkpoint = only(prompt, "CheckpointLoaderSimple")  # one checkpoint, shared by both rows
     assert prompt[only(prompt, "ADE_UseEvolvedSampling")]["inputs"]["model"] == [checkpoint, 0]
     missing = {**host_files, "animatediff_motion_lora": "not_trained_yet.safetensors"}
     valid, _, outputs, node_errors = comfy_host.validate(replace_files(prompt, missing))
-    assert valid
-    training_outputs = {i for i, n in prompt.items() if definitions[n["class_type"]]["output_node"]
-                        and (i == trainer or any(v[:1] == [trainer] for v in n["inputs"].values()
-                                                 if isinstance(v, list)))}
-    assert set(outputs) == training_outputs and len(training_outputs) == 4  # trainer, saved name, curve, preview
-    assert [e["type"] for e in node_errors[lora]["errors"]] == ["value_not_in_list"]
-    assert node_errors[lora]["dependent_outputs"] == [only(prompt, "SaveVideo")]
+    assert valid and not node_errors
+    output_nodes = {i for i, n in prompt.items() if definitions[n["class_type"]]["output_node"]}
+    assert set(outputs) == output_nodes and only(prompt, "SaveVideo") in outputs
+    # without the link the missing file is reported on the Apply node, and only the generation is dropped
+    del prompt[lora]["inputs"]["trained_lora"]
+    valid, _, outputs, node_errors = comfy_host.validate(replace_files(prompt, missing))
+    assert "no motion LoRA named 'not_trained_yet.safetensors'" in str(node_errors[lora]["errors"])
+    assert only(prompt, "SaveVideo") not in outputs
 
 
 def test_validator_and_layout_check_find_broken_workflows(definitions):

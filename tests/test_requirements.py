@@ -14,7 +14,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 # Import name -> distribution name, where they differ.
-DISTRIBUTIONS = {"PIL": "pillow", "pywt": "PyWavelets"}
+DISTRIBUTIONS = {"PIL": "pillow", "pywt": "PyWavelets", "cv2": "opencv-python-headless"}
 NOT_DECLARED = {
     "torch": "ComfyUI's torch stays; the README installs torch itself",
     "bitsandbytes": "optional 8-bit AdamW, used only when installed",

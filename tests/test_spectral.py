@@ -255,6 +255,17 @@ def test_operators_are_cached():
     assert spectral._synthesis_matrix.cache_info().hits == hits + 1
 
 
+def test_operators_first_built_in_inference_mode_work_in_autograd():
+    """A node (run under ``torch.inference_mode``) may build an operator before a training uses it."""
+    spectral._analysis_matrix.cache_clear()
+    spectral._synthesis_matrix.cache_clear()
+    with torch.inference_mode():
+        waverec(wavedec(torch.randn(2, 19), "db2", 2, "reflect"), "db2", "reflect")
+    x = torch.randn(2, 19, requires_grad=True)
+    waverec(wavedec(x, "db2", 2, "reflect"), "db2", "reflect").square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 @pytest.mark.parametrize(
     "call, fragments",
     [

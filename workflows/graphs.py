@@ -5,9 +5,7 @@ from collections.abc import Callable
 
 from .layout import GROUP_COLORS, Definitions, Graph, NodeRef
 from .notes import (
-    ADE_LORA_NOTE,
     ANIMATEDIFF_NOTE,
-    ANIMATEDIFF_NOTE_SHORT,
     APPLY_OVERVIEW,
     BOTH_OVERVIEW,
     COMPARE_NOTE,
@@ -15,6 +13,7 @@ from .notes import (
     GENERATED_CLIP_NOTE,
     MODEL_NOTE,
     MODELS_NOTE,
+    MOTION_MODULE_NOTE,
     PROMPT_NOTE,
     REFERENCE_CLIP_NOTE,
     REFERENCE_NOTE,
@@ -22,6 +21,7 @@ from .notes import (
     SAMPLE_NOTE,
     SAVE_NOTE,
     SPECTRA_OVERVIEW,
+    TRAINED_LORA_NOTE,
     TRAIN_NOTE,
     TRAIN_OVERVIEW,
 )
@@ -65,8 +65,9 @@ def _checkpoint_and_prompt(g: Graph) -> tuple[NodeRef, NodeRef]:
     return checkpoint, prompt
 
 
-def _training(g: Graph) -> NodeRef:
-    """Steps 1-4: checkpoint and prompt, reference clip, Train Motion LoRA, its results."""
+def _training(g: Graph) -> tuple[NodeRef, NodeRef]:
+    """Steps 1-4: checkpoint and prompt, reference clip, Train Motion LoRA, its results; returns the checkpoint
+    loader and the trainer."""
     checkpoint, prompt = _checkpoint_and_prompt(g)
     with g.column("2 · Reference clip", GROUP_COLORS["clip"]):
         g.note(REFERENCE_NOTE, 100)
@@ -81,28 +82,24 @@ def _training(g: Graph) -> NodeRef:
         g.add("PreviewAny", {"source": train["lora_name"]}, title="Saved LoRA", height=90)
         g.add("PreviewImage", {"images": train["loss_curve"]}, title="Loss curve", height=260)
         g.add("PreviewImage", {"images": train["preview"]}, title="Last preview", height=200)
-    return checkpoint
+    return checkpoint, train
 
 
-def _generation(g: Graph, checkpoint: NodeRef | None, step: int) -> None:
+def _generation(g: Graph, checkpoint: NodeRef | None, step: int, trained: NodeRef | None = None) -> None:
     """The ADE Gen2 text-to-video graph with the motion LoRA, its groups numbered from ``step``.
 
-    Alone (no ``checkpoint`` given) it has its own checkpoint loader and Apply Motion LoRA (SMA). After a training
-    row it shares that row's checkpoint and loads the LoRA with ADE's own loader: ComfyUI 0.3.64 checks that
-    loader's file list before running (it does not check V3 nodes' lists), so while the file does not exist yet
-    only the generation branch is dropped and the training runs.
+    Alone (no ``checkpoint`` given) it has its own checkpoint loader and picks the LoRA file from the list. After a
+    training row it shares that row's checkpoint, and the trainer's ``lora_name`` (``trained``) is linked into Apply
+    Motion LoRA's ``trained_lora``: one Queue trains and then generates with the file just saved.
     """
     standalone = checkpoint is None
-    with g.column(f"{step} · Models" if standalone else f"{step} · Motion models", GROUP_COLORS["model"]):
-        g.note(MODELS_NOTE if standalone else ADE_LORA_NOTE, 80 if standalone else 100)
+    with g.column(f"{step} · Models" if standalone else f"{step} · Motion module", GROUP_COLORS["model"]):
+        g.note(MODELS_NOTE if standalone else MOTION_MODULE_NOTE, 80 if standalone else 60)
         if checkpoint is None:
             checkpoint = g.add("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT})
         motion = g.add("ADE_LoadAnimateDiffModel", {"model_name": MOTION_MODULE})
-        if standalone:
+        if trained is None:
             lora = g.add("SMA_ApplyMotionLoRA", {"lora_name": LORA_FILE, "strength": 1.0})
-            motion_lora = lora["motion_lora"]
-        else:
-            motion_lora = g.add("ADE_AnimateDiffLoRALoader", {"name": LORA_FILE, "strength": 1.0})["MOTION_LORA"]
     with g.column(f"{step + 1} · Prompt", GROUP_COLORS["clip"]):
         g.note(PROMPT_NOTE, 60)
         positive = g.add("CLIPTextEncode", {"text": GENERATE_PROMPT, "clip": checkpoint["CLIP"]},
@@ -110,9 +107,12 @@ def _generation(g: Graph, checkpoint: NodeRef | None, step: int) -> None:
         negative = g.add("CLIPTextEncode", {"text": NEGATIVE_PROMPT, "clip": checkpoint["CLIP"]},
                          title="Negative prompt", height=90)
     with g.column(f"{step + 2} · AnimateDiff (Gen2)", GROUP_COLORS["animatediff"]):
-        g.note(ANIMATEDIFF_NOTE if standalone else ANIMATEDIFF_NOTE_SHORT, 90)
+        g.note(ANIMATEDIFF_NOTE if trained is None else TRAINED_LORA_NOTE, 90 if trained is None else 120)
+        if trained is not None:  # here, right of the trainer, so the link runs left to right
+            lora = g.add("SMA_ApplyMotionLoRA", {"lora_name": LORA_FILE, "strength": 1.0,
+                                                 "trained_lora": trained["lora_name"]})
         apply = g.add("ADE_ApplyAnimateDiffModelSimple",
-                      {"motion_model": motion["MOTION_MODEL"], "motion_lora": motion_lora})
+                      {"motion_model": motion["MOTION_MODEL"], "motion_lora": lora["motion_lora"]})
         sampling = g.add("ADE_UseEvolvedSampling",
                          {"model": checkpoint["MODEL"], "m_models": apply["M_MODELS"], "beta_schedule": "autoselect"})
         if standalone:
@@ -154,10 +154,10 @@ def apply_motion_lora(definitions: Definitions) -> Graph:
 def train_and_apply(definitions: Definitions) -> Graph:
     g = Graph(definitions)
     _overview(g, BOTH_OVERVIEW, 270)
-    checkpoint = _training(g)
+    checkpoint, train = _training(g)
     g.new_row()
     _overview(g, GENERATE_HINT, 110, "Then generate")
-    _generation(g, checkpoint, 5)
+    _generation(g, checkpoint, 5, train)
     return g
 
 

@@ -87,13 +87,12 @@ BOTH_OVERVIEW = """
 The **top row** learns the motion of the reference clip as a motion LoRA; the **bottom row** generates a
 new video with it.
 
-**First Queue:** trains (progress bar, live preview). **Load AnimateDiff LoRA** is outlined red because its
-file does not exist yet; ComfyUI runs the training alone.
+**One Queue** does both: Train's `lora_name` output is linked into *Apply Motion LoRA*'s `trained_lora`, so the
+generation waits for the training and uses the file it saved, even the first time, when the file does not
+exist yet.
 
-**Queue again:** training is cached (not repeated) and the video is generated.
-
-A node output cannot fill a file list, so the name is typed twice: Train's `lora_name` *sma_motion* is the
-file *sma_motion.safetensors* picked in step 5.
+**Queue again** with nothing changed: both come from the cache. Change a training setting and queue: the LoRA is
+trained again (same file name) and the video is generated with the new file.
 
 **Needs:** ComfyUI-AnimateDiff-Evolved and `v3_sd15_mm.ckpt` in `models/animatediff_models`.
 On 8 GB cards set the reference's width and height to 384.
@@ -102,19 +101,17 @@ On 8 GB cards set the reference's width and height to 384.
 GENERATE_HINT = """
 ### Generate
 
-Uses the checkpoint of step 1 and the LoRA of step 3. After training with new settings, queue once more: a
-generation queued together with the training may still read the previous file.
+Uses the checkpoint of step 1 and the LoRA trained in step 3 (linked, so it is always the file just trained).
 """
 
-ADE_LORA_NOTE = """
-**Motion module + the trained LoRA**, loaded by AnimateDiff-Evolved's own loader: ComfyUI checks its file list
-before running, so the first Queue trains even though the file is not there yet. *Apply Motion LoRA (SMA)*
-reads the same files (see *sma_apply_motion_lora*).
+TRAINED_LORA_NOTE = """
+**The trained LoRA**: *Apply Motion LoRA (SMA)* takes the file from the trainer's link (`trained_lora`); its own
+`lora_name` list is used only without that link. Lower `strength` if the motion overpowers the prompt.
+**Apply AnimateDiff Model** takes the motion module and the LoRA; **Use Evolved Sampling** puts them into the model.
 """
 
-ANIMATEDIFF_NOTE_SHORT = """
-**Apply AnimateDiff Model** takes the motion module and the LoRA; **Use Evolved Sampling** puts them into the
-model.
+MOTION_MODULE_NOTE = """
+**Motion module**: the one the LoRA was trained against (step 3).
 """
 
 SPECTRA_OVERVIEW = """

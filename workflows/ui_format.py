@@ -60,7 +60,8 @@ class InputSpec:
 
     @property
     def is_widget(self) -> bool:
-        return self.type in WIDGET_TYPES
+        """A value the node shows as a widget; ``forceInput`` inputs of those types are sockets only."""
+        return self.type in WIDGET_TYPES and not self.options.get("forceInput")
 
     def accepts(self, output_type: str) -> bool:
         """Whether a link from an output of ``output_type`` may end here (``*`` matches anything)."""

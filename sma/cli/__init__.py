@@ -1,4 +1,4 @@
-"""``python -m sma``: the command line (demo, train, inspect).
+"""``python -m sma``: the command line (demo, train, inspect, merge).
 
 Parsers live in :mod:`sma.cli.arguments`; each sub-command's work in its own module with
 ``run(args) -> int``, imported only when that command runs (so ``--help`` stays quick). Bad input
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SMAError
-from .arguments import add_demo_parser, add_inspect_parser, add_train_parser
+from .arguments import add_demo_parser, add_inspect_parser, add_merge_parser, add_train_parser
 from .exit_codes import EXIT_INPUT_ERROR, EXIT_INTERRUPTED, EXIT_WRITE_ERROR
-COMMAND_MODULES = {"demo": "demo", "train": "train", "inspect": "inspect_lora"}
+COMMAND_MODULES = {"demo": "demo", "train": "train", "inspect": "inspect_lora", "merge": "merge"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Spectral Motion Alignment (SMA) motion LoRAs for AnimateDiff: try the demo, train, inspect.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_demo_parser, add_train_parser, add_inspect_parser):
+    for add in (add_demo_parser, add_train_parser, add_inspect_parser, add_merge_parser):
         add(subparsers)
     return parser
 

@@ -96,7 +96,15 @@ CONFIG_OPTIONS: tuple[tuple[str, tuple[str, ...], Callable[[str], Any], tuple[st
     ("keep_checkpoints", (), int, None, "newest checkpoints kept"),
     ("preview_every", (), int, None,
      "every N steps write the one-step estimate of the clip as PNG + GIF into <out stem>_previews/ (0 = never)"),
+    ("validation_every", (), int, None,
+     "every N steps a validation sample of --validation-prompt as an animated WebP into <out stem>_checkpoints/ "
+     "(default: 50 with --validation-prompt, else 0 = never); each costs about 5 training steps"),
+    ("validation_steps", (), int, None, "DDIM steps of a validation sample"),
+    ("validation_guidance", (), float, None, "classifier-free guidance of validation samples"),
+    ("validation_seed", (), int, None, "seed of the validation samples' noise (its own; training is unchanged)"),
 )
+VALIDATION_EVERY = 50
+"""Validation-sample interval when ``--validation-prompt`` is given without ``--validation-every``."""
 SWITCHES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("spatial_path", ("--no-spatial",), "train the motion LoRA alone, without MotionDirector's spatial LoRA"),
     ("gradient_checkpointing", (), "faster, but needs much more memory"),
@@ -150,6 +158,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="what the video shows; one for all videos or one per --video (default: empty)")
     files.add_argument("--out", required=True, help="the motion LoRA to write (.safetensors); its loss curve goes "
                                                     "beside it as <stem>_loss.png")
+    files.add_argument("--validation-prompt", default=None, metavar="TEXT",
+                       help="a prompt for validation samples during training (a new subject doing the motion)")
+    files.add_argument("--validation-negative", default="", metavar="TEXT",
+                       help="the negative prompt of validation samples (default: empty)")
     files.add_argument("--tokenizer", default=None, metavar="DIR",
                        help="folder with CLIP's vocab.json + merges.txt (default: found automatically, see above)")
     files.add_argument("--resume", nargs="?", const=RESUME_DEFAULT, default=None, metavar="CHECKPOINT",
@@ -182,3 +194,17 @@ def add_inspect_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Print a motion LoRA's metadata, layers, ranks, dtypes, covered blocks and parameter count. "
                     "Reads this pack's files and other trainers' layouts (ADE, MotionDirector, diffusers/peft, kohya).")
     parser.add_argument("file", help="the LoRA file (.safetensors, or a tensors-only .ckpt/.pt/.pth/.bin)")
+
+
+def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge", help="blend several motion LoRAs into one file (exact, or SVD-compressed to a rank)",
+        description="Writes one ADE motion LoRA whose weight update is the weighted sum of the sources' updates. "
+                    "Exact by default (the ranks add up); --rank N compresses each layer to rank N with an SVD and "
+                    "prints the relative error that costs. The sources must be of one motion-module family.")
+    parser.add_argument("sources", nargs="+", metavar="FILE[:WEIGHT]",
+                        help="motion LoRA files, each with an optional weight (default 1), e.g. a.safetensors:0.7")
+    parser.add_argument("--out", required=True, help="the merged LoRA to write (.safetensors)")
+    parser.add_argument("--rank", type=int, default=None, help="compress every layer to this rank (default: exact)")
+    parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="dtype of the file (default: fp16)")
+    parser.add_argument("--worst", type=int, default=3, help="layers with the largest error to list (default: 3)")

@@ -36,12 +36,12 @@ from ..models.sd15 import (
     unet_state_dict_to_diffusers,
 )
 from ..text import encode_prompts, load_clip_tokenizer
-from ..training import TrainConfig, TrainingClip, train_motion_lora
+from ..training import TrainConfig, TrainingClip, ValidationPrompt, train_motion_lora
 from ..training.config import setting_names
 from ..training.memory import free_memory
 from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
-from .arguments import RESUME_DEFAULT
+from .arguments import RESUME_DEFAULT, VALIDATION_EVERY
 from .images import frame_grid, frames_to_uint8, save_gif
 from .running import report_interrupted, resolve_device, run_trainer, save_loss_curve
 
@@ -143,6 +143,10 @@ def _out_path(value: str) -> Path:
 def train_config(args: argparse.Namespace, checkpoint_dir: Path) -> TrainConfig:
     """The :class:`TrainConfig` of the command-line options (options not given keep the config's defaults)."""
     values: dict[str, Any] = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+    if getattr(args, "validation_prompt", None) is not None:
+        values.setdefault("validation_every", VALIDATION_EVERY)
+    elif values.get("validation_every"):
+        raise SMAInputError("--validation-every needs --validation-prompt (what the samples show).")
     return TrainConfig(**values, checkpoint_dir=str(checkpoint_dir))
 
 
@@ -188,30 +192,45 @@ def encode_frames(vae: nn.Module, frames: torch.Tensor, chunk: int = VAE_CHUNK) 
 
 
 def prepare_clips(source: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any,
-                  device: torch.device) -> list[TrainingClip]:
+                  device: torch.device, extra: list[str] = ()) -> tuple[list[TrainingClip], torch.Tensor | None]:
     """Encode every clip with the source's VAE and every prompt with its text encoder, each model freed
-    right after use."""
+    right after use. ``extra`` prompts (e.g. the validation samples') are encoded apart, so the clips'
+    embeddings are the same with or without them; returns ``[E, 77, D]`` for them (None without)."""
     vae = source.vae().to(device)
     latents = [encode_frames(vae, clip.frames) for clip in clips]
     del vae
     free_memory(device)
     text_encoder = source.text_encoder().to(device)
     embeddings = encode_prompts(text_encoder, tokenizer, prompts)  # [N, 77, D]
+    extra_embeddings = encode_prompts(text_encoder, tokenizer, list(extra)) if extra else None
     del text_encoder
     free_memory(device)
-    return [TrainingClip(z, embeddings[i:i + 1], Path(clip.path).name) for i, (z, clip) in enumerate(zip(latents, clips))]
+    encoded = [TrainingClip(z, embeddings[i:i + 1], Path(clip.path).name)
+               for i, (z, clip) in enumerate(zip(latents, clips))]
+    return encoded, extra_embeddings
 
 
 class VideoTrainingSource:
-    """The :class:`sma.training.TrainingSource` of the command: read videos + prompts, a :class:`ModelSource`."""
+    """The :class:`sma.training.TrainingSource` of the command: read videos + prompts, a :class:`ModelSource`;
+    ``validation``: the (prompt, negative prompt) of validation samples, encoded with the clips' prompts."""
 
-    def __init__(self, models: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any) -> None:
+    def __init__(self, models: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any,
+                 validation: tuple[str, str] | None = None) -> None:
         self.models, self.clips, self.prompts, self.tokenizer = models, clips, prompts, tokenizer
+        self.validation_texts = validation
+        self.validation: ValidationPrompt | None = None
 
     def training_clips(self, device: torch.device) -> list[TrainingClip]:
-        encoded = prepare_clips(self.models, self.clips, self.prompts, self.tokenizer, device)
+        encoded, extra = prepare_clips(self.models, self.clips, self.prompts, self.tokenizer, device,
+                                       list(self.validation_texts or ()))
+        if extra is not None:
+            self.validation = ValidationPrompt(extra[:1].cpu(), extra[1:2].cpu())
         self.clips = []  # the frames; the latents are all training needs
         return encoded
+
+    def validation_prompt(self) -> ValidationPrompt | None:
+        """The validation samples' text embeddings (after :meth:`training_clips`), or None."""
+        return self.validation
 
     def motion_unet(self, dtype: torch.dtype) -> nn.Module:
         unet = self.models.motion_unet(dtype)
@@ -252,7 +271,8 @@ def run(args: argparse.Namespace, source_factory: SourceFactory = open_checkpoin
     motion, info = load_motion_module(plan.motion_module)
     tokenizer = load_clip_tokenizer(plan.tokenizer_dir)
     fps = [clip.fps for clip in clips]
-    source = VideoTrainingSource(source_factory(plan, motion), clips, plan.prompts, tokenizer)
+    validation = (args.validation_prompt, args.validation_negative) if args.validation_prompt is not None else None
+    source = VideoTrainingSource(source_factory(plan, motion), clips, plan.prompts, tokenizer, validation)
     del motion, clips
     preview = PreviewWriter(plan.previews, sum(fps) / len(fps)) if plan.previews else None
 

@@ -7,6 +7,7 @@
 - :mod:`sma.lora.files`: ``save_motion_lora`` (atomic, metadata, checksums) and ``load_motion_lora``.
 - :mod:`sma.lora.validate`: the checks every reader runs before a LoRA is used or applied.
 - :mod:`sma.lora.ade_files`: which file AnimateDiff-Evolved loads (other layouts converted once and cached).
+- :mod:`sma.lora.merge`: ``merge_motion_loras`` (weighted sum of LoRAs, exact or SVD-compressed).
 """
 from .adapters import (
     LoRAAdapter,
@@ -25,11 +26,12 @@ from .adapters import (
 )
 from .files import FORMAT, load_motion_lora, lora_rank, read_lora_file, save_motion_lora
 from .keys import ade_lora_key, parse_lora_key
+from .merge import MergedLoRA, merge_motion_loras
 from .motion import apply_motion_lora, export_motion_lora
 
 __all__ = [
     "FORMAT", "LoRAAdapter", "LoRAConfig", "adapter_names", "add_motion_lora", "add_spatial_lora", "ade_lora_key",
     "apply_motion_lora", "enable_lora", "export_motion_lora", "load_motion_lora", "lora_layers", "lora_parameters",
-    "lora_rank", "merge_lora", "merged_lora", "parse_lora_key", "read_lora_file", "remove_lora", "save_motion_lora",
-    "set_lora_scale", "unmerge_lora",
+    "lora_rank", "MergedLoRA", "merge_lora", "merge_motion_loras", "merged_lora", "parse_lora_key", "read_lora_file",
+    "remove_lora", "save_motion_lora", "set_lora_scale", "unmerge_lora",
 ]

@@ -3,7 +3,7 @@
 ``train_motion_lora`` runs the whole job (encode -> build -> train -> save) for the node and the command
 line; ``Trainer`` is the loop itself; ``TrainConfig`` (with its ``SMAConfig`` and ``LoRAConfig``) every
 setting. Modules: config, data (clips, windows), objectives, memory (precision, checkpointing),
-checkpoint (resumable files), optim, model (checks), reports, trainer, pipeline.
+checkpoint (resumable files), optim, model (checks), reports, samples (validation samples), trainer, pipeline.
 """
 
 from ..errors import TrainingDiverged
@@ -13,10 +13,11 @@ from .data import TrainingClip
 from .objectives import debias, debiased_mse
 from .pipeline import TrainingSource, TrainOutcome, partial_path, train_motion_lora
 from .reports import StepReport, TrainCallbacks, TrainResult
+from .samples import ValidationPrompt
 from .trainer import Trainer
 
 __all__ = [
     "DEFAULTS", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
-    "TrainingClip", "TrainingDiverged", "TrainingSource", "debias", "debiased_mse", "latest_checkpoint",
+    "TrainingClip", "TrainingDiverged", "TrainingSource", "ValidationPrompt", "debias", "debiased_mse", "latest_checkpoint",
     "list_checkpoints", "load_checkpoint", "partial_path", "train_motion_lora",
 ]

@@ -40,7 +40,8 @@ ALIASES: dict[str, str] = {
 }
 """Names of earlier versions (settings, checkpoints of format 1) -> today's name."""
 
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "preview_every"})
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "preview_every",
+                               "validation_every", "validation_steps", "validation_guidance", "validation_seed"})
 """Settings that may differ between a checkpoint's config and the config that resumes it."""
 
 
@@ -95,6 +96,9 @@ class TrainConfig:
         checkpoint_every / checkpoint_dir / keep_checkpoints: resumable checkpoints every N steps
             (0 = only when stopped early, if a folder is given), newest ``keep_checkpoints`` kept.
         preview_every: call ``on_preview`` every N steps (0 = never).
+        validation_every / validation_steps / validation_guidance / validation_seed: a validation sample
+            (``sma.training.samples``) every N steps (0 = never): DDIM steps, classifier-free guidance (with a
+            negative prompt), seed of its own noise. They never change the training.
     """
 
     sma: SMAConfig | None = SMAConfig()
@@ -126,6 +130,10 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
     preview_every: int = 0
+    validation_every: int = 0
+    validation_steps: int = 8
+    validation_guidance: float = 7.5
+    validation_seed: int = 0
 
     def __init__(self, **settings: Any) -> None:
         own = {f.name: f.default for f in fields(self)}
@@ -211,6 +219,10 @@ class TrainConfig:
         check_int("checkpoint_every", self.checkpoint_every, 0, " (0 = off)")
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
         check_int("preview_every", self.preview_every, 0, " (0 = off)")
+        check_int("validation_every", self.validation_every, 0, " (0 = off)")
+        check_int("validation_steps", self.validation_steps, 1)
+        check_number("validation_guidance", self.validation_guidance, 1.0)
+        check_int("validation_seed", self.validation_seed, 0)
         if self.checkpoint_every and not self.checkpoint_dir:
             raise SMAInputError("checkpoint_every > 0 needs checkpoint_dir (a folder for the checkpoints).")
 

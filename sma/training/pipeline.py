@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .data import TrainingClip
 from .memory import free_memory, resolve_precision
 from .reports import TrainCallbacks, TrainResult
+from .samples import ValidationPrompt
 from .trainer import Trainer
 
 PARTIAL_SUFFIX = "_partial"
@@ -36,6 +37,9 @@ class TrainingSource(Protocol):
 
     def motion_unet(self, dtype: torch.dtype) -> nn.Module:
         """The ``UNetMotionModel`` to train, in ``dtype``; the source may drop its weights afterwards."""
+
+    # Optional: ``validation_prompt() -> ValidationPrompt | None``, asked after ``training_clips``, for a source
+    # that encodes the validation samples' prompt with the clips' (used when ``validation`` is not given).
 
 
 @dataclass
@@ -60,7 +64,8 @@ def partial_path(path: Path) -> Path:
 def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Path, *,
                       device: torch.device | str = "cpu", motion_info: Any = None,
                       resume_from: str | Path | None = None, callbacks: TrainCallbacks | None = None,
-                      metadata: dict[str, Any] | None = None, runner: Runner | None = None) -> TrainOutcome:
+                      metadata: dict[str, Any] | None = None, runner: Runner | None = None,
+                      validation: ValidationPrompt | None = None) -> TrainOutcome:
     """Encode the clips, build the model, train, and save the motion LoRA atomically to ``out``.
 
     Args:
@@ -74,6 +79,7 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         callbacks: progress / preview / stop hooks (ignored when ``runner`` is given).
         metadata: extra entries for the file's metadata (e.g. the source files' names).
         runner: runs the trainer instead of ``trainer.run(callbacks, resume_from)``.
+        validation: the prompt of validation samples (needed when ``config.validation_every`` > 0).
 
     Raises:
         SMAInputError: bad clips, settings or checkpoint, or an output folder that cannot be written.
@@ -83,8 +89,11 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
     resolve_precision(config.precision, device)  # an unusable device or precision is refused before any work
     check_writable(Path(out).parent)  # a read-only or full folder fails now, not after the training
     clips = source.training_clips(device)
+    if validation is None and hasattr(source, "validation_prompt"):
+        validation = source.validation_prompt()
     free_memory(device)
-    result, interrupted = _train(source, clips, config, device, motion_info, resume_from, callbacks, runner)
+    result, interrupted = _train(source, clips, config, device, motion_info, resume_from, callbacks, runner,
+                                 validation)
     free_memory(device)  # the model and the trainer are gone now
     path = partial_path(Path(out)) if interrupted else Path(out)
     save_motion_lora(path, result.lora_state, {**result.metadata, **(metadata or {})})
@@ -93,11 +102,12 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
 
 def _train(source: TrainingSource, clips: list[TrainingClip], config: TrainConfig, device: torch.device,
            motion_info: Any, resume_from: str | Path | None, callbacks: TrainCallbacks | None,
-           runner: Runner | None) -> tuple[TrainResult, bool]:
+           runner: Runner | None, validation: ValidationPrompt | None = None) -> tuple[TrainResult, bool]:
     """Build the model and run the trainer; the model is dropped on return."""
     unet = source.motion_unet(resolve_precision(config.precision, device).weight_dtype)
     free_memory(device)
-    trainer = Trainer(unet, clips, make_noise_scheduler(), config, motion_info=motion_info, device=device)
+    trainer = Trainer(unet, clips, make_noise_scheduler(), config, motion_info=motion_info, device=device,
+                      validation=validation)
     if runner is not None:
         return runner(trainer, resume_from)
     return trainer.run(callbacks, resume_from=resume_from), False

@@ -29,11 +29,13 @@ class StepReport:
 
 @dataclass
 class TrainCallbacks:
-    """Optional hooks: progress, previews ``[F, 3, h, w]`` in 0..1 (latent resolution), cancellation."""
+    """Optional hooks: progress, previews and validation samples ``[F, 3, h, w]`` in 0..1 (latent resolution),
+    cancellation."""
 
     on_step: Callable[[StepReport], None] | None = None
     on_preview: Callable[[int, torch.Tensor], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    on_validation: Callable[[int, torch.Tensor], None] | None = None
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TrainResult:
         spatial_state: with ``keep_spatial``: ``{spatial layer (diffusers name): {"down", "up"}}`` with
             ``alpha / rank`` baked into ``up`` (fp16); not loadable by ADE.
         checkpoint: path of the last checkpoint written, or None.
+        last_validation: the last validation sample ``[F, 3, h, w]`` or None.
     """
 
     lora_state: dict[str, torch.Tensor]
@@ -60,3 +63,4 @@ class TrainResult:
     step: int
     spatial_state: dict[str, dict[str, torch.Tensor]] | None = None
     checkpoint: Path | None = None
+    last_validation: torch.Tensor | None = None

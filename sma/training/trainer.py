@@ -63,6 +63,7 @@ from .model import (
 from .objectives import debiased_mse, diffusion_target, prediction_type
 from .optim import check_optimizer_available, clip_group, lr_factor, make_optimizer
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
+from .samples import ValidationPrompt, ValidationSampler
 
 BAD_OUTPUT = "model output"
 """Loss-part key of the non-finite flag of the model's output (0 or 1), checked with the losses."""
@@ -89,7 +90,7 @@ class Trainer:
 
     def __init__(self, unet: nn.Module, clips: list[TrainingClip], noise_scheduler: DDPMScheduler | None = None,
                  config: TrainConfig | None = None, *, motion_info: Any = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, validation: ValidationPrompt | None = None) -> None:
         self.config = config if config is not None else TrainConfig()
         if not isinstance(self.config, TrainConfig):
             raise SMAInputError(f"config must be a TrainConfig, got {type(self.config).__name__}.")
@@ -116,11 +117,25 @@ class Trainer:
         self.motion_lora = replace(cfg.lora, seed=cfg.seed)
         spatial_rank = cfg.spatial_rank or cfg.lora.rank
         self.spatial_lora = LoRAConfig(rank=spatial_rank, seed=cfg.seed + 1) if cfg.spatial_path else None
+        self.validation = self._make_validation(validation)
         self.last_checkpoint: Path | None = None
         self._ready = False
         self._ran = False
 
     # --- set-up ---------------------------------------------------------------------------------------
+
+    def _make_validation(self, prompt: ValidationPrompt | None) -> ValidationSampler | None:
+        """The validation sampler (``validation_every`` > 0 needs a prompt); samples the first clip's size."""
+        cfg = self.config
+        if not cfg.validation_every:
+            return None
+        if prompt is None:
+            raise SMAInputError("validation_every > 0 needs a validation prompt (its text embedding).")
+        prompt.check(int(self.unet.config.cross_attention_dim))
+        shape = (self.window, int(self.unet.config.in_channels), *self.clips[0].latents.shape[-2:])
+        off = (SPATIAL_ADAPTER,) if cfg.spatial_path else ()
+        return ValidationSampler(cfg, prompt, self.scheduler, shape, self.precision.autocast_context, off,
+                                 self.base.name)
 
     def _make_sma_loss(self) -> SMALoss | None:
         """The SMA loss for the config, checked on a small dummy window (e.g. too many wavelet levels)."""
@@ -393,6 +408,7 @@ class Trainer:
                 self._setup()
                 step, history = self._resume(resume_from) if resume_from is not None else (0, [])
                 preview: torch.Tensor | None = None
+                sample: torch.Tensor | None = None
                 stopped = False
                 while step < cfg.steps:
                     if cb.should_stop is not None and cb.should_stop():
@@ -410,6 +426,10 @@ class Trainer:
                             cb.on_preview(step, preview)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                         self.save_checkpoint(step, history)
+                    if self.validation is not None and self.validation.due(step):
+                        sample = self.validation(self.unet, step)
+                        if cb.on_validation is not None:
+                            cb.on_validation(step, sample)
                 written = ckpt.checkpoint_path(cfg.checkpoint_dir, step) if cfg.checkpoint_dir else None
                 if stopped and written is not None and self.last_checkpoint != written:
                     self.save_checkpoint(step, history)  # so a cancelled run can be resumed
@@ -422,6 +442,7 @@ class Trainer:
                     step=step,
                     spatial_state=self._spatial_state() if cfg.keep_spatial and self.spatial_params else None,
                     checkpoint=self.last_checkpoint,
+                    last_validation=sample,
                 )
         finally:
             if self._ready:
