@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from ..errors import SMAInputError
 from ..integrity import first_non_finite
 from .detect import MotionModuleInfo, detect_motion_module
-from .families import REFUSED_VARIANTS, buildable, family_spec, families_help
+from .families import REFUSED_VARIANTS, base_spec, buildable, family_spec, families_help
 from .keys import strip_wrapper_prefix
 from .layout import original_motion_layout
 
@@ -119,14 +119,14 @@ def load_motion_module(
 
 
 def check_motion_module(state_dict: dict[str, torch.Tensor], info: MotionModuleInfo, source: str) -> None:
-    """Refuse an SD1.5 motion module (original naming, motion keys only) whose keys or tensors are wrong.
+    """Refuse a motion module (original naming, motion keys only) whose keys or tensors are wrong.
 
     The keys and shapes must be exactly the layout of ``info``'s family at the file's own block channels
     (``original_motion_layout``); every tensor must be float and finite. Messages name ``source`` and the
     first bad key.
     """
     channels = []
-    for i in range(4):
+    for i in range(base_spec(info.base).down_blocks):
         norm = state_dict.get(_NORM.format(i=i))
         if norm is None or norm.ndim != 1:
             raise SMAInputError(f"{source}: {_NORM.format(i=i)!r} is missing or not 1-D; the motion module is damaged.")
