@@ -1,0 +1,436 @@
+"""Does SMA help? Motion transfer in the toy world with SMA off, paper and plus, measured against known motion.
+
+For every motion family and seed: a reference clip (motion M, appearance A) -> a motion LoRA trained with
+the pack's ``Trainer`` on the pretrained toy base (same step budget and settings for every mode) ->
+samples of a different appearance B at LoRA strengths 0 (the base alone), 0.5 and 1, with the same
+initial noise for every mode, so modes are compared pairwise. Scores (``sma.toyworld.transfer``):
+trajectory error (px/frame, lower is better), motion fidelity (the pack's trajectory score, 1 = same
+motion), appearance leak (A's colours in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
+
+A weight sweep runs on top (seed 0): ``lambda_global`` and ``lambda_local`` in {0.1, 0.4, 1.0} one at a
+time (the other at its default), and plus mode with its SNR timestep weighting off; the ``gpu`` preset
+sweeps paper and plus mode on every family, the ``cpu`` preset plus mode on translate and orbit.
+
+Outputs in ``--out``: ``results.jsonl`` (one line per run and strength), ``table.md`` (mean +- std per
+mode x family, paired differences against ``off`` with the same seeds, the sweep) and ``ablation.png``
+(fidelity against leak over the LoRA strength per mode; error per family).
+
+Commands::
+
+    python bench/ablation.py --preset gpu --device cuda --out docs/ablation      # 16 cores + 1 GPU, ~4 min
+    python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, ~30 min
+    python bench/ablation.py --preset smoke --out /tmp/ablation                   # seconds: the code path
+
+``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) and its sweep with a smaller training
+and sampling budget in 2 worker processes (about 30 minutes on 2 free cores; much longer on a busy machine);
+``gpu`` runs the full budget and sweep in 12 processes (a tiny model is bound by per-step overhead, so the
+processes share one GPU well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODES = ("off", "paper", "plus")
+DEFAULT_LAMBDAS = (0.4, 0.2)
+SWEEP_VALUES = (0.1, 0.4, 1.0)
+METRICS = ("error", "fidelity", "leak", "adherence")
+BETTER = {"error": "lower", "fidelity": "higher", "leak": "lower", "adherence": "higher"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training and evaluation budget shared by every run of one ablation."""
+
+    steps: int = 300
+    rank: int = 16
+    lr: float = 3e-3
+    targets: tuple[str, ...] = ("attention", "ff", "proj")
+    samples: int = 6
+    sample_steps: int = 25
+    strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One LoRA training + evaluation."""
+
+    family: str
+    seed: int
+    mode: str
+    lambda_global: float = DEFAULT_LAMBDAS[0]
+    lambda_local: float = DEFAULT_LAMBDAS[1]
+    snr: bool = True
+    group: str = "main"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A budget, the seeds, the families (None: all), and the sweep: its families (None: all, () = no
+    sweep) and its SMA modes."""
+
+    budget: Budget
+    seeds: tuple[int, ...]
+    families: tuple[str, ...] | None = None
+    sweep_families: tuple[str, ...] | None = None
+    sweep_modes: tuple[str, ...] = ("paper", "plus")
+    workers: int = 1
+
+
+PRESETS = {
+    "gpu": Preset(Budget(), seeds=(0, 1, 2), workers=12),
+    "cpu": Preset(Budget(steps=100, samples=3, sample_steps=15), seeds=(0, 1, 2),
+                  sweep_families=("translate", "orbit"), sweep_modes=("plus",), workers=2),
+    "smoke": Preset(Budget(steps=2, samples=1, sample_steps=2, strengths=(0.0, 1.0)), seeds=(0,),
+                    families=("translate",), sweep_families=(), workers=1),
+}
+
+
+def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep_families: tuple[str, ...] = (),
+         sweep_modes: tuple[str, ...] = ("paper", "plus")) -> list[Run]:
+    """The main grid (every mode x family x seed; seed by seed, so a deadline drops seeds, not families),
+    then the sweep (seed 0): each lambda in :data:`SWEEP_VALUES` with the other at its default, per sweep
+    mode, and plus mode without its SNR timestep weighting."""
+    runs = [Run(f, s, m) for s in seeds for f in families for m in MODES]
+    for f in sweep_families:
+        for mode in sweep_modes:
+            for value in SWEEP_VALUES:
+                if value != DEFAULT_LAMBDAS[0]:
+                    runs.append(Run(f, seeds[0], mode, lambda_global=value, group="sweep"))
+                if value != DEFAULT_LAMBDAS[1]:
+                    runs.append(Run(f, seeds[0], mode, lambda_local=value, group="sweep"))
+        runs.append(Run(f, seeds[0], "plus", snr=False, group="sweep"))
+    return runs
+
+
+# --- one run (in a worker process) ------------------------------------------------------------------
+
+def train_config(run: Run, budget: Budget):
+    """The ``TrainConfig`` of a run: the same budget for every mode, only the SMA settings differ."""
+    from sma.training import TrainConfig
+
+    settings = {} if run.mode == "off" or run.snr else {"snr_gamma": None}
+    return TrainConfig(steps=budget.steps, rank=budget.rank, learning_rate=budget.lr,
+                       spatial_learning_rate=budget.lr / 3, targets=budget.targets, sma_mode=run.mode,
+                       lambda_global=run.lambda_global, lambda_local=run.lambda_local, seed=run.seed,
+                       precision="fp32", gradient_checkpointing=False, **settings)
+
+
+def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dict[str, Any]]:
+    """Train and evaluate one run; one result row per LoRA strength."""
+    import torch
+
+    torch.set_num_threads(1)  # many small runs side by side: one thread each
+    from sma.toyworld import transfer
+    from sma.toyworld.base import load_base, noise_scheduler
+    from sma.training import Trainer, TrainingClip
+
+    started = time.perf_counter()
+    task = transfer.make_task(run.family, run.seed)
+    model = load_base(base, device)
+    trainer = Trainer(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
+                      train_config(run, budget), device=device)
+    result = trainer.run()
+    trained = time.perf_counter() - started
+    scores = transfer.evaluate(model, task, budget.strengths, budget.samples, seed=1000 + run.seed,
+                               steps=budget.sample_steps)
+    final = result.losses[-1]
+    return [asdict(run) | {"strength": strength} | _finite_or_none(asdict(score)) | {
+        "train_seconds": round(trained, 1), "seconds": round(time.perf_counter() - started, 1),
+        "final_loss": final.get("loss"), "steps": budget.steps} for strength, score in scores.items()]
+
+
+def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a shape never found) becomes None, so the JSON lines stay standard JSON."""
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    finite = [v for v in values if _finite(v)]
+    if not finite:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0, len(finite)
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    mean, std, n = _mean_std(values)
+    return "n/a" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _select(rows: list[dict], **where: Any) -> list[dict]:
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def main_table(rows: list[dict], families: list[str], strength: float) -> list[str]:
+    """Mean ± std over seeds per mode x family (main grid, one LoRA strength)."""
+    lines = ["| family | metric | " + " | ".join(MODES) + " |", "|---|---|" + "---|" * len(MODES)]
+    for family in families + ["all"]:
+        for metric in METRICS:
+            cells = []
+            for mode in MODES:
+                chosen = _select(rows, group="main", mode=mode, strength=strength)
+                if family != "all":
+                    chosen = _select(chosen, family=family)
+                cells.append(_cell([r[metric] for r in chosen]))
+            name = f"**{family}**" if metric == "error" else ""
+            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired(rows: list[dict], metric: str, mode: str, strength: float) -> list[float]:
+    """``mode - off`` of one metric per (family, seed), same seeds and initial noise."""
+    base = {(r["family"], r["seed"]): r[metric] for r in _select(rows, group="main", mode="off", strength=strength)}
+    return [r[metric] - base[(r["family"], r["seed"])] for r in _select(rows, group="main", mode=mode, strength=strength)
+            if (r["family"], r["seed"]) in base and _finite(r[metric]) and _finite(base[(r["family"], r["seed"])])]
+
+
+def paired_table(rows: list[dict], strength: float) -> list[str]:
+    lines = ["| comparison | metric | mean difference ± std | better / worse (pairs) | effect / seed noise |",
+             "|---|---|---|---|---|"]
+    for mode in ("paper", "plus"):
+        for metric in METRICS:
+            diffs = paired(rows, metric, mode, strength)
+            mean, std, n = _mean_std(diffs)
+            if not n:
+                continue
+            sign = -1 if BETTER[metric] == "lower" else 1
+            better = sum(1 for d in diffs if sign * d > 1e-9)
+            worse = sum(1 for d in diffs if sign * d < -1e-9)
+            noise = _seed_noise(rows, metric, strength)
+            ratio = f"{abs(mean) / noise:.2f}" if noise > 0 else "n/a"
+            lines.append(f"| {mode} − off | {metric} | {mean:+.3f} ± {std:.3f} (n={n}) | {better} / {worse} | {ratio} |")
+    return lines
+
+
+def _seed_noise(rows: list[dict], metric: str, strength: float) -> float:
+    """Typical std over seeds of ``off`` within a family (the noise any effect is read against)."""
+    stds = []
+    for family in sorted({r["family"] for r in rows}):
+        values = [r[metric] for r in _select(rows, group="main", mode="off", family=family, strength=strength)]
+        mean, std, n = _mean_std(values)
+        if n > 1:
+            stds.append(std)
+    return statistics.fmean(stds) if stds else 0.0
+
+
+def sweep_table(rows: list[dict], strength: float) -> list[str]:
+    sweep = _select(rows, strength=strength, seed=min((r["seed"] for r in rows), default=0))
+    variants: dict[tuple, list[dict]] = {}
+    for r in sweep:
+        if r["mode"] == "off":
+            continue
+        key = (r["mode"], r["lambda_global"], r["lambda_local"], r["snr"])
+        variants.setdefault(key, []).append(r)
+    if not any(r["group"] == "sweep" for r in rows):
+        return []
+    lines = ["| mode | lambda_global | lambda_local | SNR weight | error | fidelity | leak | adherence |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (mode, lg, ll, snr), chosen in sorted(variants.items()):
+        cells = [_cell([r[m] for r in chosen]) for m in METRICS]
+        lines.append(f"| {mode} | {lg} | {ll} | {'on' if snr else 'off'} | " + " | ".join(cells) + " |")
+    off = _select(sweep, mode="off", group="main")
+    lines.append("| off | - | - | - | " + " | ".join(_cell([r[m] for r in off]) for m in METRICS) + " |")
+    return lines
+
+
+def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
+    from sma.atomic import atomic_write_path
+
+    families = [f for f in meta["families"] if any(r["family"] == f for r in rows)]
+    strength = max(meta["budget"]["strengths"])
+    text = [
+        "# Motion transfer in the toy world: SMA off / paper / plus",
+        "",
+        f"Settings: {json.dumps(meta['budget'])}; seeds {meta['seeds']}; base: {meta['base']}; device: "
+        f"{meta['device']}; wall time {meta['seconds']:.0f} s.",
+        "",
+        f"## Mean ± std over seeds, LoRA strength {strength}",
+        "",
+        "error: trajectory error, px/frame (lower is better); fidelity: trajectory score (1 = same motion); "
+        "leak: reference colours in the samples (0 = none); adherence: target shapes found (1 = all frames).",
+        "",
+        *main_table(rows, families, strength),
+        "",
+        f"### The base alone (LoRA strength 0), for scale: error "
+        f"{_cell([r['error'] for r in _select(rows, group='main', mode='off', strength=0.0)])}, fidelity "
+        f"{_cell([r['fidelity'] for r in _select(rows, group='main', mode='off', strength=0.0)])}",
+        "",
+        "## Paired comparison against off (same family, seed and initial noise)",
+        "",
+        "effect / seed noise: |mean difference| divided by the typical std over seeds of `off` within a family.",
+        "",
+        *paired_table(rows, strength),
+    ]
+    sweep = sweep_table(rows, strength)
+    if sweep:
+        text += ["", "## Weight sweep (seed 0, every family, mean ± std over families)", "", *sweep]
+    with atomic_write_path(out / "table.md") as tmp:
+        tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
+    plot(rows, families, out / "ablation.png")
+
+
+def plot(rows: list[dict], families: list[str], path: Path) -> None:
+    """Left: fidelity against leak over LoRA strength per mode; right: error per family and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from sma.viz import save_png
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    strengths = sorted({r["strength"] for r in rows})
+    colours = {"off": "#777777", "paper": "#1f77b4", "plus": "#d62728"}
+    for mode in MODES:
+        xs, ys = [], []
+        for s in strengths:
+            chosen = _select(rows, group="main", mode=mode, strength=s)
+            xs.append(_mean_std([r["leak"] for r in chosen])[0])
+            ys.append(_mean_std([r["fidelity"] for r in chosen])[0])
+        left.plot(xs, ys, "o-", color=colours[mode], label=mode)
+        for x, y, s in zip(xs, ys, strengths):
+            left.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left.set_xlabel("appearance leak (0 = none)")
+    left.set_ylabel("motion fidelity (1 = same motion)")
+    left.set_title("fidelity vs leak over LoRA strength (labels)")
+    left.legend()
+    width = 0.27
+    top = max(strengths)
+    for k, mode in enumerate(MODES):
+        means, stds = [], []
+        for family in families:
+            m, s, _ = _mean_std([r["error"] for r in _select(rows, group="main", mode=mode, family=family, strength=top)])
+            means.append(m)
+            stds.append(s)
+        right.bar(np.arange(len(families)) + (k - 1) * width, means, width, yerr=stds, color=colours[mode], label=mode,
+                  capsize=2)
+    base = [_mean_std([r["error"] for r in _select(rows, group="main", mode="off", family=f, strength=0.0)])[0]
+            for f in families]
+    right.scatter(np.arange(len(families)), base, marker="_", s=300, color="black", label="base (no LoRA)", zorder=3)
+    right.set_xticks(np.arange(len(families)), families, rotation=30, ha="right")
+    right.set_ylabel("trajectory error, px/frame (lower is better)")
+    right.set_title(f"error per motion family, LoRA strength {top:g}")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    save_png(image, path)
+
+
+# --- driver -------------------------------------------------------------------------------------------
+
+def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, workers: int, out: Path,
+            deadline: float | None = None) -> list[dict]:
+    """Execute the runs (in ``workers`` processes when > 1), appending rows to ``results.jsonl`` as they come.
+
+    ``deadline`` (seconds from now): runs not started by then are skipped (listed in the log), so a time-boxed
+    machine still gets a summary of everything finished; runs go in plan order (main grid first).
+    """
+    rows: list[dict] = []
+    log = out / "results.jsonl"
+    log.write_text("", encoding="utf-8")
+    started = time.perf_counter()
+
+    def keep(new_rows: list[dict], done: int) -> None:
+        rows.extend(new_rows)
+        with log.open("a", encoding="utf-8") as handle:
+            for row in new_rows:
+                handle.write(json.dumps(row) + "\n")
+        r = new_rows[-1]
+        print(f"[{done}/{len(runs)}] {r['family']:10s} seed {r['seed']} {r['mode']:5s} {r['group']:5s} "
+              f"lg {r['lambda_global']} ll {r['lambda_local']} snr {r['snr']}: "
+              + " ".join(f"{m} {r[m]:.2f}" if _finite(r[m]) else f"{m} n/a" for m in METRICS)
+              + f" "
+              f"({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
+
+    def late() -> bool:
+        return deadline is not None and time.perf_counter() - started > deadline
+
+    if workers <= 1:
+        for index, run in enumerate(runs, 1):
+            if late():
+                print(f"deadline: {len(runs) - index + 1} run(s) skipped", flush=True)
+                break
+            keep(execute(run, budget, base, device), index)
+        return rows
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    futures = [pool.submit(execute, run, budget, base, device) for run in runs]
+    try:
+        for index, future in enumerate(as_completed(futures, timeout=None), 1):
+            keep(future.result(), index)
+            if late():
+                skipped = sum(f.cancel() for f in futures)
+                print(f"deadline: {skipped} run(s) not started are skipped", flush=True)
+                break
+    finally:
+        pool.shutdown(wait=not late(), cancel_futures=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sma.toyworld.world import FAMILIES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", default="docs/ablation", help="output folder (default: %(default)s)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--base", default=None, help="folder with toy base files (default: the shipped base)")
+    parser.add_argument("--families", default=None, help="comma-separated motion families (default: the preset's)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the preset's)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the preset's)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the weight sweep")
+    parser.add_argument("--samples", type=int, default=None, help="samples per strength (default: the preset's)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after which runs not yet started are skipped (the summary covers the rest)")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
+    budget = budget if args.samples is None else replace(budget, samples=args.samples)
+    families = tuple(args.families.split(",")) if args.families else (preset.families or FAMILIES)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else preset.seeds
+    sweep = () if args.no_sweep else (families if preset.sweep_families is None else preset.sweep_families)
+    runs = plan(families, seeds, tuple(f for f in sweep if f in families), preset.sweep_modes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = args.workers if args.workers is not None else preset.workers
+    if args.device == "cpu":
+        workers = min(workers, os.cpu_count() or 1)
+    print(f"{len(runs)} runs ({args.preset}: {budget}) on {args.device} with {workers} worker(s)", flush=True)
+    started = time.perf_counter()
+    rows = run_all(runs, budget, args.base, args.device, workers, out, args.deadline)
+    meta = {"preset": args.preset, "budget": asdict(budget), "families": list(families), "seeds": list(seeds),
+            "base": args.base or "shipped toy base", "device": args.device, "workers": workers,
+            "seconds": time.perf_counter() - started}
+    write_summary(rows, out, meta)
+    from sma.atomic import atomic_write_path
+
+    with atomic_write_path(out / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
