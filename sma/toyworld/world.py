@@ -40,7 +40,7 @@ SATURATION = 0.85
 BASE_SIDE = 16
 """Sizes and speeds below are for this frame side and scale with it."""
 WAVES = 3
-_TRIES = 30
+_TRIES = 150
 
 
 def hsv_to_rgb(hue: Tensor, saturation: float | Tensor, value: Tensor) -> Tensor:
@@ -296,7 +296,7 @@ def random_poses(family: str, appearance: Appearance, frames: int = 8, height: i
     start_angle = _uniform(g, 0, math.pi, n, 2)[..., None]
     centres = torch.zeros(n, 2, frames, 2)
     todo = torch.arange(n)
-    for attempt in range(_TRIES + 20):
+    for attempt in range(_TRIES + 40):
         if attempt >= _TRIES:  # shrink the paths that still find no room
             offsets[todo] *= 0.8
         app = appearance.select(todo)
