@@ -1,0 +1,410 @@
+"""Does SMA help? Motion transfer in the toy world with SMA off, paper and plus, measured against known motion.
+
+For every motion family and seed: a reference clip (motion M, appearance A) -> a motion LoRA trained with
+the pack's ``Trainer`` on the pretrained toy base (same step budget and settings for every mode) ->
+samples of a different appearance B at LoRA strengths 0 (the base alone), 0.5 and 1, with the same
+initial noise for every mode, so modes are compared pairwise. Scores (``sma.toyworld.transfer``):
+trajectory error (px/frame, lower is better), motion fidelity (the pack's trajectory score, 1 = same
+motion), appearance leak (A's colours in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
+
+A weight sweep runs on top (seed 0, every family): ``lambda_global`` and ``lambda_local`` in
+{0.1, 0.4, 1.0} one at a time (the other at its default), for paper and plus mode, and plus mode with its
+SNR timestep weighting off.
+
+Outputs in ``--out``: ``results.jsonl`` (one line per run and strength), ``table.md`` (mean +- std per
+mode x family, paired differences against ``off`` with the same seeds, the sweep) and ``ablation.png``
+(fidelity against leak over the LoRA strength per mode; error per family).
+
+Commands::
+
+    python bench/ablation.py --preset gpu --device cuda --out docs/ablation      # 16 cores + 1 GPU, ~4 min
+    python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, ~30 min
+    python bench/ablation.py --preset smoke --out /tmp/ablation                   # seconds: the code path
+
+``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) with a smaller training and
+sampling budget and no sweep; ``gpu`` runs the full budget and the sweep in parallel worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODES = ("off", "paper", "plus")
+DEFAULT_LAMBDAS = (0.4, 0.2)
+SWEEP_VALUES = (0.1, 0.4, 1.0)
+METRICS = ("error", "fidelity", "leak", "adherence")
+BETTER = {"error": "lower", "fidelity": "higher", "leak": "lower", "adherence": "higher"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training and evaluation budget shared by every run of one ablation."""
+
+    steps: int = 300
+    rank: int = 16
+    lr: float = 3e-3
+    targets: tuple[str, ...] = ("attention", "ff", "proj")
+    samples: int = 6
+    sample_steps: int = 25
+    strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One LoRA training + evaluation."""
+
+    family: str
+    seed: int
+    mode: str
+    lambda_global: float = DEFAULT_LAMBDAS[0]
+    lambda_local: float = DEFAULT_LAMBDAS[1]
+    snr: bool = True
+    group: str = "main"
+
+
+@dataclass(frozen=True)
+class Preset:
+    budget: Budget
+    seeds: tuple[int, ...]
+    families: tuple[str, ...] | None = None  # None: all
+    sweep: bool = True
+    workers: int = 1
+
+
+PRESETS = {
+    "gpu": Preset(Budget(), seeds=(0, 1, 2), sweep=True, workers=12),
+    "cpu": Preset(Budget(steps=150, samples=4, sample_steps=15), seeds=(0, 1, 2), sweep=False, workers=2),
+    "smoke": Preset(Budget(steps=2, samples=1, sample_steps=2, strengths=(0.0, 1.0)), seeds=(0,),
+                    families=("translate",), sweep=False, workers=1),
+}
+
+
+def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep: bool) -> list[Run]:
+    """The main grid (every mode x family x seed), then the sweep (seed 0, every family)."""
+    runs = [Run(f, s, m) for f in families for s in seeds for m in MODES]
+    if sweep:
+        for f in families:
+            for mode in ("paper", "plus"):
+                for value in SWEEP_VALUES:
+                    if value != DEFAULT_LAMBDAS[0]:
+                        runs.append(Run(f, seeds[0], mode, lambda_global=value, group="sweep"))
+                    if value != DEFAULT_LAMBDAS[1]:
+                        runs.append(Run(f, seeds[0], mode, lambda_local=value, group="sweep"))
+            runs.append(Run(f, seeds[0], "plus", snr=False, group="sweep"))
+    return runs
+
+
+# --- one run (in a worker process) ------------------------------------------------------------------
+
+def train_config(run: Run, budget: Budget):
+    """The ``TrainConfig`` of a run: the same budget for every mode, only the SMA settings differ."""
+    from sma.train import TrainConfig
+
+    return TrainConfig(steps=budget.steps, rank=budget.rank, lr_temporal=budget.lr, lr_spatial=budget.lr / 3,
+                       lora_targets=budget.targets, sma_mode=run.mode, lambda_global=run.lambda_global,
+                       lambda_local=run.lambda_local, seed=run.seed, precision="fp32",
+                       gradient_checkpointing=False)
+
+
+def _trainer_class(snr: bool):
+    """The pack's Trainer, or one whose SMA loss has no SNR timestep weighting."""
+    from sma.loss import SMALoss
+    from sma.train import Trainer
+
+    if snr:
+        return Trainer
+
+    class NoSNRTrainer(Trainer):
+        def _make_sma_loss(self):
+            loss = super()._make_sma_loss()
+            return None if loss is None else SMALoss(replace(loss.config, snr_gamma=None))
+
+    return NoSNRTrainer
+
+
+def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dict[str, Any]]:
+    """Train and evaluate one run; one result row per LoRA strength."""
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(1)
+    from sma.toyworld import transfer
+    from sma.toyworld.base import load_base, noise_scheduler
+    from sma.train import TrainingClip
+
+    started = time.perf_counter()
+    task = transfer.make_task(run.family, run.seed)
+    model = load_base(base, device)
+    trainer = _trainer_class(run.snr)(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
+                                      train_config(run, budget), device=device)
+    result = trainer.run()
+    trained = time.perf_counter() - started
+    scores = transfer.evaluate(model, task, budget.strengths, budget.samples, seed=1000 + run.seed,
+                               steps=budget.sample_steps)
+    final = result.losses[-1]
+    return [asdict(run) | {"strength": strength} | asdict(score) | {
+        "train_seconds": round(trained, 1), "seconds": round(time.perf_counter() - started, 1),
+        "final_loss": final.get("loss"), "steps": budget.steps} for strength, score in scores.items()]
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0, len(finite)
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    mean, std, n = _mean_std(values)
+    return "n/a" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _select(rows: list[dict], **where: Any) -> list[dict]:
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def main_table(rows: list[dict], families: list[str], strength: float) -> list[str]:
+    """Mean ± std over seeds per mode x family (main grid, one LoRA strength)."""
+    lines = ["| family | metric | " + " | ".join(MODES) + " |", "|---|---|" + "---|" * len(MODES)]
+    for family in families + ["all"]:
+        for metric in METRICS:
+            cells = []
+            for mode in MODES:
+                chosen = _select(rows, group="main", mode=mode, strength=strength)
+                if family != "all":
+                    chosen = _select(chosen, family=family)
+                cells.append(_cell([r[metric] for r in chosen]))
+            name = f"**{family}**" if metric == "error" else ""
+            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired(rows: list[dict], metric: str, mode: str, strength: float) -> list[float]:
+    """``mode - off`` of one metric per (family, seed), same seeds and initial noise."""
+    base = {(r["family"], r["seed"]): r[metric] for r in _select(rows, group="main", mode="off", strength=strength)}
+    return [r[metric] - base[(r["family"], r["seed"])] for r in _select(rows, group="main", mode=mode, strength=strength)
+            if (r["family"], r["seed"]) in base and math.isfinite(r[metric]) and math.isfinite(base[(r["family"], r["seed"])])]
+
+
+def paired_table(rows: list[dict], strength: float) -> list[str]:
+    lines = ["| comparison | metric | mean difference ± std | better / worse (pairs) | effect / seed noise |",
+             "|---|---|---|---|---|"]
+    for mode in ("paper", "plus"):
+        for metric in METRICS:
+            diffs = paired(rows, metric, mode, strength)
+            mean, std, n = _mean_std(diffs)
+            if not n:
+                continue
+            sign = -1 if BETTER[metric] == "lower" else 1
+            better = sum(1 for d in diffs if sign * d > 1e-9)
+            worse = sum(1 for d in diffs if sign * d < -1e-9)
+            noise = _seed_noise(rows, metric, strength)
+            ratio = f"{abs(mean) / noise:.2f}" if noise > 0 else "n/a"
+            lines.append(f"| {mode} − off | {metric} | {mean:+.3f} ± {std:.3f} (n={n}) | {better} / {worse} | {ratio} |")
+    return lines
+
+
+def _seed_noise(rows: list[dict], metric: str, strength: float) -> float:
+    """Typical std over seeds of ``off`` within a family (the noise any effect is read against)."""
+    stds = []
+    for family in sorted({r["family"] for r in rows}):
+        values = [r[metric] for r in _select(rows, group="main", mode="off", family=family, strength=strength)]
+        mean, std, n = _mean_std(values)
+        if n > 1:
+            stds.append(std)
+    return statistics.fmean(stds) if stds else 0.0
+
+
+def sweep_table(rows: list[dict], strength: float) -> list[str]:
+    sweep = _select(rows, strength=strength, seed=min((r["seed"] for r in rows), default=0))
+    variants: dict[tuple, list[dict]] = {}
+    for r in sweep:
+        if r["mode"] == "off":
+            continue
+        key = (r["mode"], r["lambda_global"], r["lambda_local"], r["snr"])
+        variants.setdefault(key, []).append(r)
+    if not any(r["group"] == "sweep" for r in rows):
+        return []
+    lines = ["| mode | lambda_global | lambda_local | SNR weight | error | fidelity | leak | adherence |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (mode, lg, ll, snr), chosen in sorted(variants.items()):
+        cells = [_cell([r[m] for r in chosen]) for m in METRICS]
+        lines.append(f"| {mode} | {lg} | {ll} | {'on' if snr else 'off'} | " + " | ".join(cells) + " |")
+    off = _select(sweep, mode="off", group="main")
+    lines.append("| off | - | - | - | " + " | ".join(_cell([r[m] for r in off]) for m in METRICS) + " |")
+    return lines
+
+
+def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
+    from sma.atomic import atomic_write_path
+
+    families = [f for f in meta["families"] if any(r["family"] == f for r in rows)]
+    strength = max(meta["budget"]["strengths"])
+    text = [
+        "# Motion transfer in the toy world: SMA off / paper / plus",
+        "",
+        f"Settings: {json.dumps(meta['budget'])}; seeds {meta['seeds']}; base: {meta['base']}; device: "
+        f"{meta['device']}; wall time {meta['seconds']:.0f} s.",
+        "",
+        f"## Mean ± std over seeds, LoRA strength {strength}",
+        "",
+        "error: trajectory error, px/frame (lower is better); fidelity: trajectory score (1 = same motion); "
+        "leak: reference colours in the samples (0 = none); adherence: target shapes found (1 = all frames).",
+        "",
+        *main_table(rows, families, strength),
+        "",
+        f"### The base alone (LoRA strength 0), for scale: error "
+        f"{_cell([r['error'] for r in _select(rows, group='main', mode='off', strength=0.0)])}, fidelity "
+        f"{_cell([r['fidelity'] for r in _select(rows, group='main', mode='off', strength=0.0)])}",
+        "",
+        "## Paired comparison against off (same family, seed and initial noise)",
+        "",
+        "effect / seed noise: |mean difference| divided by the typical std over seeds of `off` within a family.",
+        "",
+        *paired_table(rows, strength),
+    ]
+    sweep = sweep_table(rows, strength)
+    if sweep:
+        text += ["", "## Weight sweep (seed 0, every family, mean ± std over families)", "", *sweep]
+    with atomic_write_path(out / "table.md") as tmp:
+        tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
+    plot(rows, families, out / "ablation.png")
+
+
+def plot(rows: list[dict], families: list[str], path: Path) -> None:
+    """Left: fidelity against leak over LoRA strength per mode; right: error per family and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from sma.viz import save_png
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    strengths = sorted({r["strength"] for r in rows})
+    colours = {"off": "#777777", "paper": "#1f77b4", "plus": "#d62728"}
+    for mode in MODES:
+        xs, ys = [], []
+        for s in strengths:
+            chosen = _select(rows, group="main", mode=mode, strength=s)
+            xs.append(_mean_std([r["leak"] for r in chosen])[0])
+            ys.append(_mean_std([r["fidelity"] for r in chosen])[0])
+        left.plot(xs, ys, "o-", color=colours[mode], label=mode)
+        for x, y, s in zip(xs, ys, strengths):
+            left.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left.set_xlabel("appearance leak (0 = none)")
+    left.set_ylabel("motion fidelity (1 = same motion)")
+    left.set_title("fidelity vs leak over LoRA strength (labels)")
+    left.legend()
+    width = 0.27
+    top = max(strengths)
+    for k, mode in enumerate(MODES):
+        means, stds = [], []
+        for family in families:
+            m, s, _ = _mean_std([r["error"] for r in _select(rows, group="main", mode=mode, family=family, strength=top)])
+            means.append(m)
+            stds.append(s)
+        right.bar(np.arange(len(families)) + (k - 1) * width, means, width, yerr=stds, color=colours[mode], label=mode,
+                  capsize=2)
+    base = [_mean_std([r["error"] for r in _select(rows, group="main", mode="off", family=f, strength=0.0)])[0]
+            for f in families]
+    right.scatter(np.arange(len(families)), base, marker="_", s=300, color="black", label="base (no LoRA)", zorder=3)
+    right.set_xticks(np.arange(len(families)), families, rotation=30, ha="right")
+    right.set_ylabel("trajectory error, px/frame (lower is better)")
+    right.set_title(f"error per motion family, LoRA strength {top:g}")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    save_png(image, path)
+
+
+# --- driver -------------------------------------------------------------------------------------------
+
+def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, workers: int, out: Path) -> list[dict]:
+    """Execute the runs (in ``workers`` processes when > 1), appending rows to ``results.jsonl`` as they come."""
+    rows: list[dict] = []
+    log = out / "results.jsonl"
+    log.write_text("", encoding="utf-8")
+    started = time.perf_counter()
+
+    def keep(new_rows: list[dict], done: int) -> None:
+        rows.extend(new_rows)
+        with log.open("a", encoding="utf-8") as handle:
+            for row in new_rows:
+                handle.write(json.dumps(row) + "\n")
+        r = new_rows[-1]
+        print(f"[{done}/{len(runs)}] {r['family']:10s} seed {r['seed']} {r['mode']:5s} {r['group']:5s} "
+              f"lg {r['lambda_global']} ll {r['lambda_local']} snr {r['snr']}: error {r['error']:.2f} "
+              f"fidelity {r['fidelity']:.2f} leak {r['leak']:.2f} adherence {r['adherence']:.2f} "
+              f"({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
+
+    if workers <= 1:
+        for index, run in enumerate(runs, 1):
+            keep(execute(run, budget, base, device), index)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(execute, run, budget, base, device) for run in runs]
+            for index, future in enumerate(futures, 1):
+                keep(future.result(), index)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sma.toyworld.world import FAMILIES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", default="docs/ablation", help="output folder (default: %(default)s)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--base", default=None, help="folder with toy base files (default: the shipped base)")
+    parser.add_argument("--families", default=None, help="comma-separated motion families (default: the preset's)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the preset's)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the preset's)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the weight sweep")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
+    families = tuple(args.families.split(",")) if args.families else (preset.families or FAMILIES)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else preset.seeds
+    runs = plan(families, seeds, preset.sweep and not args.no_sweep)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = args.workers if args.workers is not None else preset.workers
+    if args.device == "cpu":
+        workers = min(workers, os.cpu_count() or 1)
+    print(f"{len(runs)} runs ({args.preset}: {budget}) on {args.device} with {workers} worker(s)", flush=True)
+    started = time.perf_counter()
+    rows = run_all(runs, budget, args.base, args.device, workers, out)
+    meta = {"preset": args.preset, "budget": asdict(budget), "families": list(families), "seeds": list(seeds),
+            "base": args.base or "shipped toy base", "device": args.device, "workers": workers,
+            "seconds": time.perf_counter() - started}
+    write_summary(rows, out, meta)
+    from sma.atomic import atomic_write_path
+
+    with atomic_write_path(out / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
