@@ -456,3 +456,20 @@ def flow(scene: Scene) -> Tensor:
     for index in range(shape_flow.shape[1]):  # later shapes are drawn on top
         out = torch.where(covered[:, index, ..., None], shape_flow[:, index], out)
     return out
+
+
+def translation(appearance: Appearance, velocity: tuple[float, float], frames: int = 8, size: int = BASE_SIDE,
+                angle: float = 0.0) -> Scene:
+    """One clip (``appearance`` with batch 1, first shape) translating at ``velocity`` px/frame on a path
+    centred in the frame."""
+    t = torch.arange(frames, dtype=torch.float32) - (frames - 1) / 2
+    centre = (size - 1) / 2 + t[:, None] * torch.tensor(velocity, dtype=torch.float32)  # [F, 2]
+    poses = Poses(centre[None, None, :, 0].expand(1, 2, frames).clone(),
+                  centre[None, None, :, 1].expand(1, 2, frames).clone(),
+                  torch.full((1, 2, frames), angle), torch.ones(1, 2, frames), ("translate",))
+    scene = Scene(appearance, poses, size, size)
+    inside = reach(appearance, poses.scale)[0, 0] <= torch.minimum(centre, size - 1 - centre).amin(dim=1)
+    if not bool(inside.all()):
+        raise SMAInputError(f"a shape moving at {velocity} px/frame leaves the {size} x {size} frame within {frames} "
+                            "frames; lower the speed or the frame count.")
+    return scene
