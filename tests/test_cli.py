@@ -9,15 +9,12 @@ tested in test_models.py).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -32,16 +29,13 @@ from sma.errors import SMAInputError
 from sma.lora import load_motion_lora, lora_rank
 from sma.models.build import build_motion_unet, motion_module_state_dict
 from sma.models.config import unet_config
-from sma.preview import latents_to_rgb
 from sma.synthetic import moving_shapes_clip
-from sma.video import read_video, write_video
-from sma.viz import COLUMN_WIDTH, LOSS_CURVE_SIZE, PANEL_HEIGHT
+from sma.video import write_video
+from sma.viz import LOSS_CURVE_SIZE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (DIFFUSERS.md)
 DEMO_STEPS = 10
-DEMO_FILES = ("motion_lora.safetensors", "reference.mp4", "reference.gif", "loss_curve.png", "spectra.png",
-              "estimate.gif", "summary.json")
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -79,7 +73,7 @@ def _train_argv(inputs, **changes: str) -> list[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("demo") / "out"
-    result = run_cli("demo", "--out", out, "--steps", DEMO_STEPS)
+    result = run_cli("demo", "--out", out, "--steps", DEMO_STEPS, "--samples", 1)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, out
 
@@ -135,101 +129,6 @@ def train_tiny(inputs: dict[str, Path], out: Path, *extra: str) -> int:
             "--out", out, "--width", "64", "--frames", "8", "--rank", "4", "--device", "cpu", "--precision", "fp32",
             "--no-gradient-checkpointing", *extra]
     return train_cmd.run(build_parser().parse_args([str(a) for a in argv]), source_factory=TinySource)
-
-
-# --- demo ----------------------------------------------------------------------------------------------
-
-def test_demo_writes_every_file(demo):
-    result, out = demo
-    for name in DEMO_FILES:
-        assert (out / name).is_file(), name
-        assert str(out / name) in result.stdout
-    assert "animatediff_motion_lora" in result.stdout and "python -m sma train" in result.stdout
-
-
-def test_demo_lora_loads_with_metadata(demo):
-    _, out = demo
-    state, metadata = load_motion_lora(out / "motion_lora.safetensors")
-    assert len(state) // 2 == V3_LORA_LAYERS
-    assert lora_rank(state) == demo_cmd.DEMO_RANK
-    assert all(t.dtype == torch.float16 and torch.isfinite(t).all() for t in state.values())
-    assert any(float(t.abs().max()) > 0 for k, t in state.items() if k.endswith("up.weight"))  # trained, not zero
-    assert metadata["demo"] is True and metadata["family"] == "v3" and metadata["steps"] == DEMO_STEPS
-    assert metadata["frames"] == 8 and (metadata["width"], metadata["height"]) == (64, 64)
-
-
-def test_demo_images_and_clips(demo):
-    _, out = demo
-    loss = np.asarray(Image.open(out / "loss_curve.png").convert("RGB"))
-    assert loss.shape == (*LOSS_CURVE_SIZE, 3) and loss.std() > 10
-    spectra = np.asarray(Image.open(out / "spectra.png").convert("RGB"))
-    assert spectra.shape == (PANEL_HEIGHT, 2 * COLUMN_WIDTH, 3)
-    for name in ("reference.gif", "estimate.gif"):
-        with Image.open(out / name) as gif:
-            assert gif.n_frames == 8 and gif.size == (64, 64)
-    clip = read_video(out / "reference.mp4")
-    expected = moving_shapes_clip(frames=8, height=64, width=64, seed=0).frames
-    assert clip.frames.shape == expected.shape
-    assert float((clip.frames - expected).abs().mean()) < 0.03  # H.264 at crf 18
-
-
-def test_demo_summary_numbers(demo):
-    _, out = demo
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["steps"] == DEMO_STEPS
-    assert 0 < summary["seconds"]["training"] <= summary["seconds"]["total"]
-    for part in ("first", "last"):
-        losses = summary["loss"][part]
-        assert {"loss", "mse", "debias", "sma", "sma_global", "sma_local"} <= set(losses)
-        assert all(math.isfinite(v) and v >= 0 for v in losses.values())
-    for side in ("with_motion_lora", "without_motion_lora"):
-        scores = summary["motion_fidelity"][side]
-        assert -1 <= scores["cosine"] <= 1
-        assert scores["global_distance"] > 0 and scores["local_distance"] > 0
-    assert all(Path(p).is_file() for p in summary["files"].values())
-
-
-def test_demo_latents_decode_to_the_pooled_frames():
-    frames = torch.rand(3, 32, 48, 3, generator=torch.Generator().manual_seed(0))
-    latents = demo_cmd.pixels_to_demo_latents(frames)
-    assert latents.shape == (3, 4, 4, 6)
-    pooled = frames.numpy().reshape(3, 4, 8, 6, 8, 3).mean(axis=(2, 4))  # [F, h, w, 3]
-    decoded = latents_to_rgb(latents).permute(0, 2, 3, 1).numpy()
-    np.testing.assert_allclose(decoded, pooled, atol=1e-5)
-
-
-@pytest.mark.parametrize("argv, needle", [
-    (["--size", "96"], "--size must be a multiple of 64"),
-    (["--frames", "2"], "--frames must be 3..32"),
-    (["--steps", "0"], "--steps must be 1 or more"),
-])
-def test_demo_rejects_bad_settings(capsys, tmp_path, argv, needle):
-    main_error(capsys, ["demo", "--out", str(tmp_path / "unused"), *argv], needle)
-    assert not (tmp_path / "unused").exists()
-
-
-def test_demo_ctrl_c_saves_the_partial_lora(tmp_path):
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "sma", "demo", "--out", str(out), "--steps", "100000"],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout.readline().startswith("training")  # printed right before the first step
-        seen = ""
-        while not re.search(r"\| ?[1-9]\d*/100000", seen):  # a finished step on the progress bar
-            chunk = process.stderr.read(1)
-            assert chunk, f"the demo ended before a training step finished: {seen}"
-            seen = seen[-200:] + chunk
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 130, err
-    assert "Traceback" not in err and "partial motion LoRA saved to" in err
-    state, metadata = load_motion_lora(out / "motion_lora_partial.safetensors")
-    assert len(state) // 2 == V3_LORA_LAYERS
-    assert metadata["stopped_early"] is True and 1 <= metadata["steps"] < 100000
-    assert not (out / "motion_lora.safetensors").exists()
 
 
 # --- inspect -------------------------------------------------------------------------------------------
