@@ -62,14 +62,15 @@ def test_demo_writes_every_file(demo):
 
 def test_demo_gif_shows_reference_without_and_with(demo):
     _, out = demo
-    tile, gap = 16 * demo_cmd.UPSCALE, 4
+    tile, gap, top = 16 * demo_cmd.UPSCALE, demo_cmd.GAP, demo_cmd.HEADER
     with Image.open(out / "demo.gif") as gif:
         assert gif.n_frames == 8
-        assert gif.size == (3 * tile + 2 * gap, DEMO_SAMPLES * tile + (DEMO_SAMPLES - 1) * gap)
-        first = np.asarray(gif.convert("RGB"))
+        assert gif.size == (3 * tile + 2 * gap, top + DEMO_SAMPLES * tile + (DEMO_SAMPLES - 1) * gap)
+        first = np.asarray(gif.convert("RGB")).astype(int)
         gif.seek(7)
-        last = np.asarray(gif.convert("RGB"))
-    reference_moved = np.abs(first[:tile, :tile].astype(int) - last[:tile, :tile].astype(int)).mean()
+        last = np.asarray(gif.convert("RGB")).astype(int)
+    assert (first[:top] < 128).any()  # column titles
+    reference_moved = np.abs(first[top:top + tile, :tile] - last[top:top + tile, :tile]).mean()
     assert reference_moved > 5  # the reference bar moved across the tile
     loss = np.asarray(Image.open(out / "loss_curve.png").convert("RGB"))
     assert loss.shape == (*LOSS_CURVE_SIZE, 3) and loss.std() > 10

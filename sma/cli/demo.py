@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from .. import __version__
 from ..atomic import atomic_write_path
@@ -85,8 +86,24 @@ def demo_config(steps: int, seed: int) -> TrainConfig:
                        lora_targets=DEMO_TARGETS, sma_mode="plus", precision="fp32", gradient_checkpointing=False)
 
 
+COLUMNS = ("reference", "without LoRA", "with LoRA")
+HEADER = 16
+GAP = 4
+
+
+def _header(width: int, tile: int) -> np.ndarray:
+    """``uint8 [HEADER, width, 3]``: the column titles over tiles ``tile`` px wide, ``GAP`` px apart."""
+    image = Image.new("RGB", (width, HEADER), "white")
+    draw = ImageDraw.Draw(image)
+    for index, title in enumerate(COLUMNS):
+        left = index * (tile + GAP)
+        text_width = draw.textlength(title)
+        draw.text((left + (tile - text_width) / 2, 2), title, fill="black")
+    return np.asarray(image)
+
+
 def side_by_side(reference: torch.Tensor, without: torch.Tensor, with_lora: torch.Tensor) -> np.ndarray:
-    """``uint8 [F, H', W', 3]``: per frame, one row per sample of (reference | without | with), white gaps.
+    """``uint8 [F, H', W', 3]``: per frame, titles, then one row per sample of (reference | without | with).
 
     Inputs: ``[F, H, W, 3]`` and ``[S, F, H, W, 3]`` (0..1)."""
     frames = []
@@ -95,7 +112,8 @@ def side_by_side(reference: torch.Tensor, without: torch.Tensor, with_lora: torc
         for s in range(without.shape[0]):
             for clip in (reference[f], without[s, f], with_lora[s, f]):
                 tiles.append(frames_to_uint8(clip.permute(2, 0, 1)[None], UPSCALE)[0])
-        frames.append(frame_grid(np.stack(tiles), columns=3, gap=4))
+        grid = frame_grid(np.stack(tiles), columns=3, gap=GAP)
+        frames.append(np.concatenate([_header(grid.shape[1], tiles[0].shape[1]), grid]))
     return np.stack(frames)
 
 
