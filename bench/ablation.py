@@ -34,7 +34,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -139,8 +139,7 @@ def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dic
     """Train and evaluate one run; one result row per LoRA strength."""
     import torch
 
-    if device == "cpu":
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)  # many small runs side by side: one thread each
     from sma.toyworld import transfer
     from sma.toyworld.base import load_base, noise_scheduler
     from sma.train import TrainingClip
@@ -338,8 +337,13 @@ def plot(rows: list[dict], families: list[str], path: Path) -> None:
 
 # --- driver -------------------------------------------------------------------------------------------
 
-def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, workers: int, out: Path) -> list[dict]:
-    """Execute the runs (in ``workers`` processes when > 1), appending rows to ``results.jsonl`` as they come."""
+def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, workers: int, out: Path,
+            deadline: float | None = None) -> list[dict]:
+    """Execute the runs (in ``workers`` processes when > 1), appending rows to ``results.jsonl`` as they come.
+
+    ``deadline`` (seconds from now): runs not started by then are skipped (listed in the log), so a time-boxed
+    machine still gets a summary of everything finished; runs go in plan order (main grid first).
+    """
     rows: list[dict] = []
     log = out / "results.jsonl"
     log.write_text("", encoding="utf-8")
@@ -356,14 +360,27 @@ def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, work
               f"fidelity {r['fidelity']:.2f} leak {r['leak']:.2f} adherence {r['adherence']:.2f} "
               f"({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
 
+    def late() -> bool:
+        return deadline is not None and time.perf_counter() - started > deadline
+
     if workers <= 1:
         for index, run in enumerate(runs, 1):
+            if late():
+                print(f"deadline: {len(runs) - index + 1} run(s) skipped", flush=True)
+                break
             keep(execute(run, budget, base, device), index)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(execute, run, budget, base, device) for run in runs]
-            for index, future in enumerate(futures, 1):
-                keep(future.result(), index)
+        return rows
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    futures = [pool.submit(execute, run, budget, base, device) for run in runs]
+    try:
+        for index, future in enumerate(as_completed(futures, timeout=None), 1):
+            keep(future.result(), index)
+            if late():
+                skipped = sum(f.cancel() for f in futures)
+                print(f"deadline: {skipped} run(s) not started are skipped", flush=True)
+                break
+    finally:
+        pool.shutdown(wait=not late(), cancel_futures=True)
     return rows
 
 
@@ -380,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the preset's)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the preset's)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the weight sweep")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after which runs not yet started are skipped (the summary covers the rest)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
@@ -393,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = min(workers, os.cpu_count() or 1)
     print(f"{len(runs)} runs ({args.preset}: {budget}) on {args.device} with {workers} worker(s)", flush=True)
     started = time.perf_counter()
-    rows = run_all(runs, budget, args.base, args.device, workers, out)
+    rows = run_all(runs, budget, args.base, args.device, workers, out, args.deadline)
     meta = {"preset": args.preset, "budget": asdict(budget), "families": list(families), "seeds": list(seeds),
             "base": args.base or "shipped toy base", "device": args.device, "workers": workers,
             "seconds": time.perf_counter() - started}
