@@ -154,15 +154,24 @@ def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dic
     scores = transfer.evaluate(model, task, budget.strengths, budget.samples, seed=1000 + run.seed,
                                steps=budget.sample_steps)
     final = result.losses[-1]
-    return [asdict(run) | {"strength": strength} | asdict(score) | {
+    return [asdict(run) | {"strength": strength} | _finite_or_none(asdict(score)) | {
         "train_seconds": round(trained, 1), "seconds": round(time.perf_counter() - started, 1),
         "final_loss": final.get("loss"), "steps": budget.steps} for strength, score in scores.items()]
 
 
+def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a shape never found) becomes None, so the JSON lines stay standard JSON."""
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
+
 # --- summary ------------------------------------------------------------------------------------------
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+    finite = [v for v in values if _finite(v)]
     if not finite:
         return float("nan"), float("nan"), 0
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0, len(finite)
@@ -197,7 +206,7 @@ def paired(rows: list[dict], metric: str, mode: str, strength: float) -> list[fl
     """``mode - off`` of one metric per (family, seed), same seeds and initial noise."""
     base = {(r["family"], r["seed"]): r[metric] for r in _select(rows, group="main", mode="off", strength=strength)}
     return [r[metric] - base[(r["family"], r["seed"])] for r in _select(rows, group="main", mode=mode, strength=strength)
-            if (r["family"], r["seed"]) in base and math.isfinite(r[metric]) and math.isfinite(base[(r["family"], r["seed"])])]
+            if (r["family"], r["seed"]) in base and _finite(r[metric]) and _finite(base[(r["family"], r["seed"])])]
 
 
 def paired_table(rows: list[dict], strength: float) -> list[str]:
@@ -356,8 +365,9 @@ def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, work
                 handle.write(json.dumps(row) + "\n")
         r = new_rows[-1]
         print(f"[{done}/{len(runs)}] {r['family']:10s} seed {r['seed']} {r['mode']:5s} {r['group']:5s} "
-              f"lg {r['lambda_global']} ll {r['lambda_local']} snr {r['snr']}: error {r['error']:.2f} "
-              f"fidelity {r['fidelity']:.2f} leak {r['leak']:.2f} adherence {r['adherence']:.2f} "
+              f"lg {r['lambda_global']} ll {r['lambda_local']} snr {r['snr']}: "
+              + " ".join(f"{m} {r[m]:.2f}" if _finite(r[m]) else f"{m} n/a" for m in METRICS)
+              + f" "
               f"({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
 
     def late() -> bool:
