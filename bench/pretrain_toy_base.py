@@ -34,6 +34,17 @@ from sma.toyworld.pretrain import PretrainConfig, pretrain  # noqa: E402
 from sma.toyworld.quality import check_base  # noqa: E402
 
 
+def profile(config: PretrainConfig, device: str) -> None:
+    """Print where the time of ``config.steps`` pretraining steps goes (torch.profiler, top 25 ops)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch_profile(activities=activities) as prof:
+        pretrain(config, device, log=lambda line: None)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -42,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=PretrainConfig.pool, help="random scenes to draw clips from")
     parser.add_argument("--lr", type=float, default=PretrainConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast on CUDA")
+    parser.add_argument("--profile", type=int, default=0, help="print a profile of this many steps first")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--check-clips", type=int, default=28, help="appearances sampled by the quality checks")
     parser.add_argument("--check-steps", type=int, default=25, help="DDIM steps of the quality checks' samples")
@@ -52,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    config = PretrainConfig(steps=args.steps, batch=args.batch, pool=args.pool, lr=args.lr, seed=args.seed)
+    config = PretrainConfig(steps=args.steps, batch=args.batch, pool=args.pool, lr=args.lr, seed=args.seed,
+                            precision=args.precision)
+    if args.profile:
+        profile(PretrainConfig(steps=args.profile, batch=args.batch, pool=min(args.pool, 512), lr=args.lr,
+                               seed=args.seed, precision=args.precision), args.device)
     print(f"pretraining the toy base: {json.dumps(vars(args))}", flush=True)
     model, record = pretrain(config, args.device, log=lambda line: print(line, flush=True), log_every=args.log_every,
                              time_budget=args.time_budget)

@@ -32,7 +32,7 @@ class PretrainConfig:
     steps: int = 3000
     batch: int = 8
     lr: float = 1e-3
-    warmup: int = 200
+    warmup: int | None = None  # None: a tenth of the steps, at most 200
     weight_decay: float = 0.01
     ema_decay: float | None = None  # None: 1 - 10 / steps, within 0.9..0.999
     pool: int = 4096
@@ -40,23 +40,26 @@ class PretrainConfig:
     size: int = 16
     seed: int = 0
     grad_clip: float = 1.0
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "fp32"  # or "bf16" (autocast on CUDA); the tiny model is launch-bound, casts cost more
+
+    def resolved_warmup(self) -> int:
+        return self.warmup if self.warmup is not None else max(1, min(200, self.steps // 10))
 
     def resolved_ema(self) -> float:
         return self.ema_decay if self.ema_decay is not None else min(0.999, max(0.9, 1 - 10 / self.steps))
 
 
 def _lr_factor(step: int, config: PretrainConfig) -> float:
-    if step < config.warmup:
-        return (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    warmup = config.resolved_warmup()
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, config.steps - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
+def _ema_update(ema: list[torch.Tensor], model: list[torch.Tensor], decay: float) -> None:
+    torch._foreach_lerp_(ema, model, 1 - decay)
 
 
 def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Callable[[str], None] = print,
@@ -83,7 +86,9 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     abar = scheduler.alphas_cumprod.to(device, torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
-    use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
+    use_bf16 = device.type == "cuda" and config.precision == "bf16"
+    ema_params = list(ema.parameters())
+    model_params = list(model.parameters())
     decay = config.resolved_ema()
     nuisance = Nuisance()
     history: list[float] = []
@@ -109,7 +114,7 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         lr_schedule.step()
-        _ema_update(ema, model, decay)
+        _ema_update(ema_params, model_params, decay)
         step += 1
         if step % 10 == 0 or step == 1:
             value = float(loss.detach())
@@ -136,7 +141,7 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     record = {
         "model": f"tiny AnimateDiff {FAMILY} layout (shipped unet_tiny + motion_adapter_tiny configs)",
         "prediction_type": PREDICTION, "schedule": "linear betas 0.00085..0.012, 1000 steps",
-        "settings": asdict(config) | {"ema_decay": decay}, "seed": config.seed,
+        "settings": asdict(config) | {"ema_decay": decay, "warmup": config.resolved_warmup()}, "seed": config.seed,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                  f" ({torch.get_num_threads()} threads)"),
         "wall_seconds": round(wall, 1), "train_seconds": round(time.perf_counter() - train_started, 1),
