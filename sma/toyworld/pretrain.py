@@ -89,7 +89,6 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     use_bf16 = device.type == "cuda" and config.precision == "bf16"
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
-    decay = config.resolved_ema()
     nuisance = Nuisance()
     history: list[float] = []
     running = None
@@ -114,7 +113,7 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         lr_schedule.step()
-        _ema_update(ema_params, model_params, decay)
+        _ema_update(ema_params, model_params, config.resolved_ema())  # follows a budget-lowered step count
         step += 1
         if step % 10 == 0 or step == 1:
             value = float(loss.detach())
@@ -141,7 +140,8 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     record = {
         "model": f"tiny AnimateDiff {FAMILY} layout (shipped unet_tiny + motion_adapter_tiny configs)",
         "prediction_type": PREDICTION, "schedule": "linear betas 0.00085..0.012, 1000 steps",
-        "settings": asdict(config) | {"ema_decay": decay, "warmup": config.resolved_warmup()}, "seed": config.seed,
+        "settings": asdict(config) | {"ema_decay": config.resolved_ema(), "warmup": config.resolved_warmup()},
+        "seed": config.seed,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                  f" ({torch.get_num_threads()} threads)"),
         "wall_seconds": round(wall, 1), "train_seconds": round(time.perf_counter() - train_started, 1),
