@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-steps", type=int, default=25, help="DDIM steps of the quality checks' samples")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds of training: fewer steps than --steps if they would not fit (measured)")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="also write the EMA weights so far into OUT/checkpoint every N steps (0 = never)")
     parser.add_argument("--log-every", type=int, default=100, help="print progress every N steps")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda"):
@@ -71,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         profile(PretrainConfig(steps=args.profile, batch=args.batch, pool=min(args.pool, 512), lr=args.lr,
                                seed=args.seed, precision=args.precision), args.device)
     print(f"pretraining the toy base: {json.dumps(vars(args))}", flush=True)
+    def checkpoint(step: int, ema: torch.nn.Module) -> None:
+        save_base(ema, Path(args.out) / "checkpoint", {"step": step, "settings": vars(args)})
+
     model, record = pretrain(config, args.device, log=lambda line: print(line, flush=True), log_every=args.log_every,
-                             time_budget=args.time_budget)
+                             time_budget=args.time_budget, on_checkpoint=checkpoint,
+                             checkpoint_every=args.checkpoint_every)
     checked = time.perf_counter()
     report = check_base(model, clips=args.check_clips, steps=args.check_steps, seed=1)
     record["quality"] = report.to_dict() | {"seconds": round(time.perf_counter() - checked, 1)}

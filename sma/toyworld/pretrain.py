@@ -63,11 +63,14 @@ def _ema_update(ema: list[torch.Tensor], model: list[torch.Tensor], decay: float
 
 
 def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Callable[[str], None] = print,
-             log_every: int = 50, time_budget: float | None = None) -> tuple[nn.Module, dict]:
+             log_every: int = 50, time_budget: float | None = None,
+             on_checkpoint: Callable[[int, nn.Module], None] | None = None,
+             checkpoint_every: int = 0) -> tuple[nn.Module, dict]:
     """Train a fresh base; returns the EMA model (eval mode, on ``device``) and the run's record.
 
     ``time_budget`` (seconds of training): after 30 timed steps, lower ``config.steps`` (in place, before
     the learning-rate decay depends on it) so the run fits; the record holds the steps actually run.
+    ``on_checkpoint(step, ema_model)`` is called every ``checkpoint_every`` steps (0 = never).
     """
     device = torch.device(device)
     started = time.perf_counter()
@@ -131,6 +134,8 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
                     log(f"{per_step * 1000:.1f} ms/step: {fits} steps fit the {time_budget:.0f} s budget "
                         f"(asked for {config.steps})")
                     config.steps = fits
+        if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0:
+            on_checkpoint(step, ema)
         if step % log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
             per_step = (time.perf_counter() - train_started) / step
