@@ -93,8 +93,9 @@ PRESETS = {
 
 
 def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep: bool) -> list[Run]:
-    """The main grid (every mode x family x seed), then the sweep (seed 0, every family)."""
-    runs = [Run(f, s, m) for f in families for s in seeds for m in MODES]
+    """The main grid (every mode x family x seed; seed by seed, so a deadline drops seeds, not families),
+    then the sweep (seed 0, every family)."""
+    runs = [Run(f, s, m) for s in seeds for f in families for m in MODES]
     if sweep:
         for f in families:
             for mode in ("paper", "plus"):
