@@ -1,5 +1,5 @@
 """ComfyUI entry point of comfyui-sma: registers the pack's nodes with the V3 API, nothing else."""
-from comfy_api.latest import ComfyExtension, io
+from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .nodes import NODE_CLASSES
 

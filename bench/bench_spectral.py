@@ -1,6 +1,6 @@
 """Speed of the SMA loss and of our DWT next to the wavelet libraries. Prints one JSON object per line.
 
-    python bench/bench_spectral.py [--device cpu|cuda] [--repeats 15] [--warmup 3] [--threads N]
+    python -m bench.bench_spectral [--device cpu|cuda] [--repeats 15] [--warmup 3] [--threads N]
 
 Lines:
 - ``sma_loss``: forward + backward of `SMALoss` (paper, plus) for three latent shapes, and a
@@ -19,19 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 import pywt
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import sma.spectral as spectral  # noqa: E402
-from sma.loss import SMAConfig, SMALoss, motion_vectors  # noqa: E402
+import sma.spectral as spectral
+from sma.loss import SMAConfig, SMALoss, motion_vectors
 
 LOSS_SHAPES = [(1, 16, 4, 64, 64), (1, 32, 4, 64, 64), (1, 16, 4, 128, 128)]
 DWT_LATENT = (1, 16, 4, 64, 64)

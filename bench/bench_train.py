@@ -1,6 +1,6 @@
 """Speed and memory of motion-LoRA training steps. Prints one JSON object per line.
 
-    python bench/bench_train.py [--device auto|cpu|cuda] [--model tiny|full] [--frames 8,16,24]
+    python -m bench.bench_train [--device auto|cpu|cuda] [--model tiny|full] [--frames 8,16,24]
                                 [--sizes 256,384,512] [--steps 3] [--warmup 1] [--sma on,off]
                                 [--spatial on,off] [--precision auto] [--threads N]
 
@@ -25,15 +25,11 @@ import argparse
 import gc
 import json
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sma.lora import adapter_names, remove_lora
 from sma.models.build import (

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import folder_paths
 
-from ..sma.errors import SMAInputError
+from ..sma.errors import SMAError
 
 CATEGORY = "SMA"
 MOTION_MODELS_FOLDER = "animatediff_models"  # AnimateDiff-Evolved's folder names: shared, never replaced
@@ -30,8 +30,8 @@ def register_model_folders() -> None:
 
 @contextlib.contextmanager
 def user_errors(node_name: str) -> Iterator[None]:
-    """Turn the library's input errors into a short node error (no traceback from deep inside)."""
+    """Turn the pack's errors (bad input, a diverged run) into a short node error (no traceback from deep inside)."""
     try:
         yield
-    except SMAInputError as error:
+    except SMAError as error:
         raise ValueError(f"{node_name}: {error}") from None

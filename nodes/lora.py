@@ -4,12 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
 from ..sma.errors import SMAInputError
-from ..sma.lora import lora_rank, read_lora_file, save_motion_lora
-from ..sma.lora.convert import to_ade_state_dict
-from ..sma.lora.files import decode_metadata
+from ..sma.lora.ade_files import describe, read_for_ade
 from .common import CATEGORY, MOTION_LORA_FOLDER, user_errors
 
 MotionLora = io.Custom("MOTION_LORA")
@@ -25,7 +23,7 @@ def _ade_lora_loader():
 
     loader = comfy_nodes.NODE_CLASS_MAPPINGS.get(ADE_LORA_LOADER)
     if loader is None:
-        raise ValueError(f"Apply Motion LoRA: {ADE_MISSING}")
+        raise SMAInputError(ADE_MISSING)
     return loader
 
 
@@ -35,30 +33,6 @@ def _lora_path(name: str) -> str:
         raise SMAInputError(f"no motion LoRA named {name!r} in models/{MOTION_LORA_FOLDER}: train one with Train "
                             "Motion LoRA (SMA), or copy the file there and refresh the page.")
     return path
-
-
-def ade_readable_name(name: str, path: Path, raw_keys: set[str], state: dict, metadata: dict) -> str:
-    """The name of an ADE-readable version of motion LoRA ``name`` (itself when it already is one).
-
-    ``raw_keys``: the file's keys; ``state`` / ``metadata``: the file read as an ADE-layout LoRA. LoRAs from
-    other trainers (diffusers / kohya / MotionDirector naming, alpha keys) are converted once into
-    ``<stem>.ade.safetensors`` beside the original, which ADE's own loader then reads.
-    """
-    if raw_keys == set(state) and path.suffix == ".safetensors":
-        return name
-    converted = path.with_name(path.stem + ".ade.safetensors")
-    if not converted.is_file() or converted.stat().st_mtime < path.stat().st_mtime:
-        save_motion_lora(converted, state, {**metadata, "converted_from": path.name})
-    return str(Path(name).with_name(converted.name))
-
-
-def describe(name: str, state: dict, metadata: dict) -> str:
-    """One paragraph about a motion LoRA: layers, rank, and the training settings its metadata carries."""
-    lines = [f"{name}: {len(state) // 2} layers, rank {lora_rank(state) or 'mixed'}"]
-    for key in ("family", "motion_module", "frames", "width", "height", "steps", "sma_mode", "version"):
-        if key in metadata:
-            lines.append(f"{key}: {metadata[key]}")
-    return "\n".join(lines)
 
 
 class ApplyMotionLoRA(io.ComfyNode):
@@ -88,13 +62,9 @@ class ApplyMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, lora_name: str, strength: float, prev_motion_lora=None) -> io.NodeOutput:
-        loader = _ade_lora_loader()
         with user_errors("Apply Motion LoRA"):
-            path = Path(_lora_path(lora_name))
-            raw, raw_metadata = read_lora_file(path)  # read once; converted in memory
-            state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
-            metadata = decode_metadata(raw_metadata)
-            ade_name = ade_readable_name(lora_name, path, set(raw), state, metadata)
+            loader = _ade_lora_loader()
+            ade_name, state, metadata = read_for_ade(lora_name, Path(_lora_path(lora_name)))
             info = describe(lora_name, state, metadata)
         (chain,) = loader().load_motion_lora(name=ade_name, strength=strength, prev_motion_lora=prev_motion_lora)
         return io.NodeOutput(chain, info)

@@ -1,7 +1,7 @@
 """Motion Fidelity: how closely a generated clip's motion follows the reference (the numbers the trainer logs)."""
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.v0_0_2 import io, ui
 
 from ..sma.errors import SMAInputError
 from ..sma.metrics import motion_fidelity

@@ -1,24 +1,32 @@
-"""Train Motion LoRA (SMA): the trainer of ``sma.train`` as a ComfyUI node, plus clip chaining."""
+"""Train Motion LoRA and SMA Loss Options: ``sma.training.train_motion_lora`` as nodes, plus clip chaining."""
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import folder_paths
+import numpy as np
 import torch
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
-from ..sma.lora import save_motion_lora
-from ..sma.models.build import build_motion_unet, make_noise_scheduler
+from ..sma.errors import SMAInputError
+from ..sma.loss import PHASE_LOSSES
+from ..sma.models.build import build_motion_unet
+from ..sma.models.config import find_base
+from ..sma.models.families import bases
 from ..sma.paths import safe_output_path
-from ..sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, latest_checkpoint
+from ..sma.preview import frames_to_image_batch, frames_to_uint8
+from ..sma.spectral import MODES as WAVELET_MODES
+from ..sma.training import DEFAULTS, TrainCallbacks, TrainConfig, TrainingClip, latest_checkpoint, train_motion_lora
 from ..sma.viz import as_image_batch, loss_curve_image
 from .common import CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, user_errors
 
 log = logging.getLogger("comfyui-sma")
 ReferenceClips = io.Custom("SMA_REFERENCE_CLIPS")
+LossOptions = io.Custom("SMA_LOSS_OPTIONS")
+AUTO = "auto"
 PREVIEW_MAX_SIZE = 512
 LATENT_SCALE = 8  # SD latents are 1/8 of the image side
 CHECKPOINT_FOLDER = "sma_checkpoints"  # under ComfyUI's output folder, one sub-folder per LoRA name
@@ -64,7 +72,7 @@ def motion_lora_folder() -> str:
 def _text_embedding(positive: list) -> torch.Tensor:
     """The first conditioning tensor of a CONDITIONING as a normal (non-inference) tensor ``[1, T, D]``."""
     if not positive:
-        raise ValueError("Train Motion LoRA: the positive conditioning is empty; connect a CLIP Text Encode node.")
+        raise SMAInputError("the positive conditioning is empty; connect a CLIP Text Encode node.")
     with torch.inference_mode(False):
         return positive[0][0][:1].float().cpu().clone()
 
@@ -78,39 +86,21 @@ def _encode(vae, frames: torch.Tensor, scale_factor: float) -> torch.Tensor:
         return latents.clone()
 
 
-def _check_sd15(model) -> None:
+def _check_base(model) -> None:
     config = getattr(model.model, "model_config", None)
     unet_config = getattr(config, "unet_config", {}) or {}
-    if unet_config.get("context_dim") != 768 or unet_config.get("model_channels") != 320:
+    if find_base(unet_config.get("context_dim"), unet_config.get("model_channels")) is None:
         name = type(config).__name__ if config is not None else "unknown"
-        raise ValueError(f"Train Motion LoRA: the model is {name}, but AnimateDiff motion modules of this pack "
-                         "are for Stable Diffusion 1.5: load an SD1.5 checkpoint.")
-
-
-def _pixel_size(frames: torch.Tensor) -> torch.Tensor:
-    """Latent-resolution preview frames ``[F, 3, h, w]`` -> ``[F, 3, 8h, 8w]`` (nearest)."""
-    return torch.nn.functional.interpolate(frames.float(), scale_factor=LATENT_SCALE, mode="nearest")
+        names = " or ".join(b.name for b in bases())
+        raise SMAInputError(f"the model is {name}, but AnimateDiff motion modules of this pack "
+                             f"are for {names}: load an {names} checkpoint.")
 
 
 def _preview_image(frames: torch.Tensor):
-    """Up to 4 preview frames ``[F, 3, h, w]`` side by side as a PIL image for the node's live preview."""
+    """Up to 4 preview frames ``[F, 3, h, w]`` side by side at pixel size, as a PIL image for the live preview."""
     from PIL import Image
 
-    strip = torch.cat(list(_pixel_size(frames[:4]).clamp(0, 1)), dim=-1)  # [3, 8h, 4 * 8w]
-    array = (strip.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
-    return Image.fromarray(array)
-
-
-def _as_image(frames_rgb: torch.Tensor) -> torch.Tensor:
-    """``[F, 3, h, w]`` 0..1 -> IMAGE ``[F, h, w, 3]``."""
-    return frames_rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().contiguous()
-
-
-def _free_memory() -> None:
-    import comfy.model_management as mm
-
-    gc.collect()
-    mm.soft_empty_cache()
+    return Image.fromarray(np.concatenate(list(frames_to_uint8(frames[:4], LATENT_SCALE)), axis=1))
 
 
 class ComfyProgress:
@@ -163,26 +153,26 @@ class TrainMotionLoRA(io.ComfyNode):
                 io.String.Input("lora_name", default="sma_motion",
                                 tooltip="File name of the LoRA (letters, digits, spaces, '.', '_' and '-'; saved as "
                                         "<name>.safetensors; an existing file of that name is replaced)."),
-                io.Int.Input("steps", default=400, min=1, max=100000,
+                io.Int.Input("steps", default=DEFAULTS["steps"], min=1, max=100000,
                              tooltip="Optimizer steps. 300-500 for one clip; fewer if the motion overpowers prompts."),
-                io.Float.Input("learning_rate", default=5e-4, min=1e-7, max=1e-1, step=1e-5,
+                io.Float.Input("learning_rate", default=DEFAULTS["learning_rate"], min=1e-7, max=1e-1, step=1e-5,
                                tooltip="Learning rate of the motion (temporal) LoRA."),
-                io.Float.Input("spatial_learning_rate", default=1e-4, min=1e-7, max=1e-1, step=1e-5,
+                io.Float.Input("spatial_learning_rate", default=DEFAULTS["spatial_learning_rate"], min=1e-7, max=1e-1, step=1e-5,
                                tooltip="Learning rate of the spatial LoRA that absorbs the clip's appearance."),
-                io.Int.Input("rank", default=32, min=1, max=256,
+                io.Int.Input("rank", default=DEFAULTS["rank"], min=1, max=256,
                              tooltip="LoRA rank: 16-64 is typical; higher learns more detail and overfits sooner."),
-                io.Combo.Input("sma_mode", options=["plus", "paper", "off"], default="plus",
+                io.Combo.Input("sma_mode", options=["plus", "paper", "off"], default=DEFAULTS["sma_mode"],
                                tooltip="Spectral Motion Alignment: 'plus' (fixed formulation, recommended), 'paper' "
                                        "(the reference code's formulas) or 'off' (plain MotionDirector)."),
-                io.Float.Input("lambda_global", default=0.4, min=0.0, max=10.0, step=0.01,
+                io.Float.Input("lambda_global", default=DEFAULTS["lambda_global"], min=0.0, max=10.0, step=0.01,
                                tooltip="Weight of the wavelet (global motion) loss; the paper suggests 0.2-0.5."),
-                io.Float.Input("lambda_local", default=0.2, min=0.0, max=10.0, step=0.01,
+                io.Float.Input("lambda_local", default=DEFAULTS["lambda_local"], min=0.0, max=10.0, step=0.01,
                                tooltip="Weight of the Fourier (local motion) loss; the paper suggests 0.1-0.3."),
-                io.Int.Input("wavelet_levels", default=0, min=0, max=8,
+                io.Int.Input("wavelet_levels", default=DEFAULTS["wavelet_levels"] or 0, min=0, max=8,
                              tooltip="Wavelet levels of the global loss (0 = automatic from the frame count)."),
-                io.Boolean.Input("spatial_path", default=True,
+                io.Boolean.Input("spatial_path", default=DEFAULTS["spatial_path"],
                                  tooltip="MotionDirector's spatial path: keeps the clip's look out of the motion LoRA."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=False,
+                io.Int.Input("seed", default=DEFAULTS["seed"], min=0, max=0xFFFFFFFF, control_after_generate=False,
                              tooltip="Seed of noise, timesteps and frame windows."),
                 io.Int.Input("checkpoint_every", default=100, min=0, max=100000,
                              tooltip="Save a resumable checkpoint every N steps (0 = only when cancelled)."),
@@ -192,6 +182,8 @@ class TrainMotionLoRA(io.ComfyNode):
                                  tooltip="Continue from the last checkpoint of this LoRA name (same settings)."),
                 ReferenceClips.Input("more_clips", optional=True,
                                      tooltip="More reference clips from Add Reference Clip."),
+                LossOptions.Input("loss_options", optional=True,
+                                  tooltip="Advanced SMA loss settings from SMA Loss Options (default: its defaults)."),
             ],
             outputs=[
                 io.String.Output(display_name="lora_name", tooltip="The saved file, as listed in animatediff_motion_lora."),
@@ -204,60 +196,110 @@ class TrainMotionLoRA(io.ComfyNode):
     def execute(cls, model, vae, positive, frames, motion_model: str, lora_name: str, steps: int,
                 learning_rate: float, spatial_learning_rate: float, rank: int, sma_mode: str, lambda_global: float,
                 lambda_local: float, wavelet_levels: int, spatial_path: bool, seed: int, checkpoint_every: int,
-                preview_every: int, resume: bool, more_clips=None) -> io.NodeOutput:
+                preview_every: int, resume: bool, more_clips=None, loss_options=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        _check_sd15(model)
         with user_errors("Train Motion LoRA"):
+            _check_base(model)
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
             config = TrainConfig(
-                steps=steps, lr_temporal=learning_rate, lr_spatial=spatial_learning_rate, rank=rank,
+                steps=steps, learning_rate=learning_rate, spatial_learning_rate=spatial_learning_rate, rank=rank,
                 sma_mode=sma_mode, lambda_global=lambda_global, lambda_local=lambda_local,
-                sma_levels=wavelet_levels or None, spatial_lora=spatial_path, seed=seed,
-                checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, preview_every=preview_every)
+                wavelet_levels=wavelet_levels or None, spatial_path=spatial_path, seed=seed,
+                checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, preview_every=preview_every,
+                **(loss_options or {}))
             motion_path = folder_paths.get_full_path_or_raise(MOTION_MODELS_FOLDER, motion_model)
             mm.unload_all_models()  # frees VRAM and restores unpatched base weights
-            clips = cls._clips(model, vae, positive, frames, more_clips)
-            _free_memory()
-            result = cls._train(model, motion_path, clips, config, resume)
-            metadata = {**result.metadata, "motion_module": motion_model, "name": out_path.stem}
-            save_motion_lora(out_path, result.lora_state, metadata)
+            resume_from = latest_checkpoint(checkpoint_dir) if resume else None
+            if resume and resume_from is None:
+                log.warning("SMA: resume asked, but %s holds no checkpoint; training from the start", checkpoint_dir)
+            source = ComfySource(model, vae, [ReferenceClip(frames, positive), *(more_clips or [])], motion_path)
+            outcome = train_motion_lora(source, config, out_path, device=mm.get_torch_device(),
+                                        resume_from=resume_from, callbacks=ComfyProgress(steps).callbacks(),
+                                        metadata={"motion_module": motion_model, "name": out_path.stem})
+        result = outcome.result
         log.info("SMA: saved %s after %d steps%s", out_path, result.step, " (cancelled)" if result.stopped_early else "")
         mm.throw_exception_if_processing_interrupted()  # cancelled: the partial LoRA is saved, the prompt stops
         curve = as_image_batch(loss_curve_image(result.losses))
-        preview = (_as_image(_pixel_size(result.last_preview)) if result.last_preview is not None
+        preview = (frames_to_image_batch(result.last_preview, LATENT_SCALE) if result.last_preview is not None
                    else torch.zeros(1, 64, 64, 3))
         return io.NodeOutput(out_path.name, curve, preview)
 
-    @staticmethod
-    def _clips(model, vae, positive, frames, more_clips) -> list[TrainingClip]:
-        scale = float(model.model.latent_format.scale_factor)
-        text = _text_embedding(positive)
-        sources = [ReferenceClip(frames, positive), *(more_clips or [])]
-        return [TrainingClip(latents=_encode(vae, clip.frames, scale),
+
+class ComfySource:
+    """The :class:`sma.training.TrainingSource` of the node: ComfyUI's MODEL, VAE and conditioning."""
+
+    def __init__(self, model, vae, clips: list[ReferenceClip], motion_path: str) -> None:
+        self.model, self.vae, self.clips, self.motion_path = model, vae, clips, motion_path
+
+    def training_clips(self, device: torch.device) -> list[TrainingClip]:
+        scale = float(self.model.model.latent_format.scale_factor)
+        text = _text_embedding(self.clips[0].positive)
+        return [TrainingClip(latents=_encode(self.vae, clip.frames, scale),
                              text_embedding=_text_embedding(clip.positive) if clip.positive else text,
                              name=f"clip {i + 1}")
-                for i, clip in enumerate(sources)]
+                for i, clip in enumerate(self.clips)]
 
-    @staticmethod
-    def _train(model, motion_path: str, clips: list[TrainingClip], config: TrainConfig, resume: bool):
-        import comfy.model_management as mm
-
-        device = mm.get_torch_device()
-        progress = ComfyProgress(config.steps)
-        resume_from = latest_checkpoint(config.checkpoint_dir) if resume else None
-        if resume and resume_from is None:
-            log.warning("SMA: resume asked, but %s holds no checkpoint; training from the start", config.checkpoint_dir)
+    def motion_unet(self, dtype: torch.dtype) -> torch.nn.Module:
         with torch.inference_mode(False):
-            unet_weights = {k: v.detach().clone() if v.is_inference() else v.detach()
-                            for k, v in model.model.diffusion_model.state_dict().items()}
-            unet = build_motion_unet(unet_weights, motion_path,
-                                     dtype=torch.float32 if device.type == "cpu" else torch.float16)
-            del unet_weights
-            try:
-                trainer = Trainer(unet, clips, make_noise_scheduler(), config, device=device)
-                return trainer.run(progress.callbacks(), resume_from=resume_from)
-            finally:
-                del unet
-                _free_memory()
+            weights = {k: v.detach().clone() if v.is_inference() else v.detach()
+                       for k, v in self.model.model.diffusion_model.state_dict().items()}
+            return build_motion_unet(weights, self.motion_path, dtype=dtype)
+
+
+class SMALossOptions(io.ComfyNode):
+    """The SMA loss's advanced settings, for Train Motion LoRA's optional ``loss_options`` input."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SMA_LossOptions",
+            display_name="SMA Loss Options (SMA)",
+            category=f"{CATEGORY}/train",
+            description=("Advanced settings of the Spectral Motion Alignment loss; connect to Train Motion LoRA's "
+                         "loss_options. Mode, lambdas and wavelet levels stay on the trainer."),
+            inputs=[
+                io.String.Input("level_weights", default="",
+                                tooltip="Weight per wavelet band, comma-separated: the approximation, then the finest "
+                                        "to the coarsest detail (levels + 1 values). Empty = all 1."),
+                io.String.Input("wavelet", default=DEFAULTS["wavelet"],
+                                tooltip="A discrete PyWavelets wavelet for the global term (haar, db2, sym4, ...)."),
+                io.Combo.Input("wavelet_mode", options=[AUTO, *WAVELET_MODES], default=AUTO,
+                               tooltip="DWT padding; auto = zero in paper mode, symmetric in plus mode."),
+                io.Float.Input("weight_delta", default=DEFAULTS["weight_delta"], min=1e-4, max=10.0, step=0.01,
+                               tooltip="Low-frequency weight map of the local term: delta."),
+                io.Float.Input("weight_base", default=DEFAULTS["weight_base"], min=0.0, max=10.0, step=0.01,
+                               tooltip="Low-frequency weight map of the local term: base."),
+                io.Float.Input("weight_sharpness", default=DEFAULTS["weight_sharpness"], min=0.0, max=10.0, step=0.05,
+                               tooltip="Plus mode: exponent of the weight map (0 flat, 1 the paper's, more favours "
+                                       "low frequencies)."),
+                io.Float.Input("snr_gamma", default=DEFAULTS["snr_gamma"] or 0.0, min=0.0, max=100.0, step=0.1,
+                               tooltip="Plus mode: min-SNR gamma of the timestep weight (0 = off)."),
+                io.Combo.Input("phase_loss", options=list(PHASE_LOSSES), default=DEFAULTS["phase_loss"],
+                               tooltip="Plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)."),
+            ],
+            outputs=[LossOptions.Output(display_name="loss_options")],
+        )
+
+    @classmethod
+    def execute(cls, level_weights: str, wavelet: str, wavelet_mode: str, weight_delta: float, weight_base: float,
+                weight_sharpness: float, snr_gamma: float, phase_loss: str) -> io.NodeOutput:
+        with user_errors("SMA Loss Options"):
+            options = loss_options(level_weights, wavelet, wavelet_mode, weight_delta, weight_base,
+                                   weight_sharpness, snr_gamma, phase_loss)
+            TrainConfig(**options)  # check now, at the node that holds the bad value
+        return io.NodeOutput(options)
+
+
+def loss_options(level_weights: str, wavelet: str, wavelet_mode: str, weight_delta: float, weight_base: float,
+                 weight_sharpness: float, snr_gamma: float, phase_loss: str) -> dict[str, Any]:
+    """The node's widgets as flat :class:`TrainConfig` settings ("" / auto / 0 mean the automatic choice)."""
+    try:
+        weights = tuple(float(v) for v in level_weights.split(",") if v.strip()) or None
+    except ValueError:
+        raise SMAInputError(f"level_weights must be numbers separated by commas, got {level_weights!r}.") from None
+    return {"level_weights": weights, "wavelet": wavelet.strip(),
+            "wavelet_mode": None if wavelet_mode == AUTO else wavelet_mode, "weight_delta": weight_delta,
+            "weight_base": weight_base, "weight_sharpness": weight_sharpness, "snr_gamma": snr_gamma or None,
+            "phase_loss": phase_loss}

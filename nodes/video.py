@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.v0_0_2 import io
 
+from ..sma.errors import SMAInputError
 from ..sma.video import VIDEO_EXTENSIONS, VideoOptions, read_video, select_frames
 from .common import CATEGORY, user_errors
 
@@ -75,7 +76,7 @@ class LoadReferenceVideo(io.ComfyNode):
                 fps = (force_rate or fps or 0.0) / select_every_nth
             else:
                 if video == NO_FILE:
-                    raise ValueError("Load Reference Video: pick a video file or connect images / video_input.")
+                    raise SMAInputError("pick a video file or connect images / video_input.")
                 clip = read_video(folder_paths.get_annotated_filepath(video), options, min_frames=max(2, frame_load_cap))
                 frames, fps = clip.frames, clip.fps
         return io.NodeOutput(frames, frames.shape[0], float(fps))

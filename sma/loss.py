@@ -4,7 +4,7 @@
 of the predicted clean latents ``z0_hat`` and the reference latents ``z0``, both ``[B, F, C, H, W]``.
 The host method's own loss (MSE on noise, ...) is added by the trainer, not here.
 
-Two modes (see docs/SMA.md):
+Two modes (see docs/sma-loss.md):
 
 - ``paper`` reproduces the reference code (``train_inference.py`` of
   geonyeong-park/Spectral-Motion-Alignment, functions ``sma_global`` / ``sma_local`` /
@@ -18,15 +18,15 @@ Two modes (see docs/SMA.md):
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from .errors import SMAInputError
+from .validation import check_choice, check_int, check_number
 from .spectral import (
     amplitude_phase,
     check_mode,
@@ -92,8 +92,7 @@ def tweedie_estimate(
         ``z0_hat`` with the shape of ``x_t``: ``(x_t - sqrt(1-a) eps_hat) / sqrt(a)`` or
         ``sqrt(a) x_t - sqrt(1-a) v_hat``. Computed (and returned) in float32 for fp16 / bf16 inputs.
     """
-    if prediction_type not in PREDICTION_TYPES:
-        raise SMAInputError(f"unknown prediction_type {prediction_type!r}: allowed are {', '.join(PREDICTION_TYPES)}")
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     dtype = compute_dtype(x_t, "x_t")
     compute_dtype(model_output, "model_output")
     if x_t.shape != model_output.shape or x_t.ndim < 1:
@@ -114,8 +113,7 @@ def phase_distance(phase_hat: Tensor, phase: Tensor, kind: str = "wrap") -> Tens
     ``wrap``: ``1 - cos(phase_hat - phase)`` in [0, 2]: 0 exactly when the phases agree modulo 2*pi,
     smooth, bounded, ``~ dphi^2 / 2`` for small errors.
     """
-    if kind not in PHASE_LOSSES:
-        raise SMAInputError(f"unknown phase loss {kind!r}: allowed are {', '.join(PHASE_LOSSES)}")
+    check_choice("phase loss", kind, PHASE_LOSSES)
     diff = phase_hat - phase
     return diff.abs() if kind == "raw" else 1 - torch.cos(diff)
 
@@ -145,13 +143,6 @@ def default_levels(frames: int, wavelet: str = "haar") -> int:
 # ----------------------------------------------------------------------------------------------
 # Config and output
 # ----------------------------------------------------------------------------------------------
-
-
-def _finite_at_least(name: str, value: float, low: float, strict: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict else value >= low)
-    if not ok:
-        raise SMAInputError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -189,17 +180,15 @@ class SMAConfig:
     phase_loss: Literal["wrap", "raw"] = "wrap"
 
     def __post_init__(self) -> None:
-        if self.mode not in LOSS_MODES:
-            raise SMAInputError(f"unknown SMA mode {self.mode!r}: allowed are {', '.join(LOSS_MODES)}")
-        _finite_at_least("lambda_global", self.lambda_global, 0)
-        _finite_at_least("lambda_local", self.lambda_local, 0)
-        levels = self.levels
-        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 1):
-            raise SMAInputError(f"levels must be None (automatic) or an integer >= 1, got {self.levels!r}")
+        check_choice("SMA mode", self.mode, LOSS_MODES)
+        check_number("lambda_global", self.lambda_global, 0)
+        check_number("lambda_local", self.lambda_local, 0)
+        if self.levels is not None:
+            check_int("levels", self.levels, 1, " (or None: automatic)")
         if self.level_weights is not None:
             weights = tuple(self.level_weights)
             for w in weights:
-                _finite_at_least("each level weight", w, 0)
+                check_number("each level weight", w, 0)
             if self.levels is not None and len(weights) != self.levels + 1:
                 raise SMAInputError(
                     f"level_weights needs levels + 1 = {self.levels + 1} values (approximation + one per "
@@ -209,13 +198,12 @@ class SMAConfig:
         check_wavelet(self.wavelet)
         if self.wavelet_mode is not None:
             check_mode(self.wavelet_mode)
-        _finite_at_least("delta", self.delta, 0, strict=True)
-        _finite_at_least("base", self.base, 0)
-        _finite_at_least("weight_sharpness", self.weight_sharpness, 0)
+        check_number("delta", self.delta, 0, strict=True)
+        check_number("base", self.base, 0)
+        check_number("weight_sharpness", self.weight_sharpness, 0)
         if self.snr_gamma is not None:
-            _finite_at_least("snr_gamma", self.snr_gamma, 0, strict=True)
-        if self.phase_loss not in PHASE_LOSSES:
-            raise SMAInputError(f"unknown phase_loss {self.phase_loss!r}: allowed are {', '.join(PHASE_LOSSES)}")
+            check_number("snr_gamma", self.snr_gamma, 0, strict=True)
+        check_choice("phase_loss", self.phase_loss, PHASE_LOSSES)
 
     @property
     def resolved_wavelet_mode(self) -> str:
@@ -251,11 +239,16 @@ class SMALossOutput:
 
 
 class SMALoss(nn.Module):
-    """Spectral Motion Alignment loss between predicted and reference clean latents (no parameters)."""
+    """Spectral Motion Alignment loss between predicted and reference clean latents (no parameters).
 
-    def __init__(self, config: SMAConfig | None = None) -> None:
+    ``check_finite`` rejects NaN/inf inputs with an SMAInputError (one device sync per input); the
+    trainer turns it off and checks its losses once per step instead.
+    """
+
+    def __init__(self, config: SMAConfig | None = None, *, check_finite: bool = True) -> None:
         super().__init__()
         self.config = config if config is not None else SMAConfig()
+        self.check_finite = check_finite
 
     def _levels(self, frames: int) -> int:
         cfg = self.config
@@ -277,11 +270,10 @@ class SMALoss(nn.Module):
     def _global_bands(self, d_pred: Tensor, d_target: Tensor) -> list[Tensor]:
         """Per-sample band L1 ``[B]`` each, order ``approx_J, detail_1, ..., detail_J``."""
         cfg = self.config
-        b, f1, c, h, w = d_pred.shape
-        levels = self._levels(f1 + 1)
+        levels = self._levels(d_pred.shape[1] + 1)
 
-        def signals(d: Tensor) -> Tensor:  # [B, F-1, C, H, W] -> [B, C*H*W, F-1]
-            return d.permute(0, 2, 3, 4, 1).reshape(b, c * h * w, f1)
+        def signals(d: Tensor) -> Tensor:  # one time series per latent value
+            return rearrange(d, "b f c h w -> b (c h w) f")
 
         mode = cfg.resolved_wavelet_mode
         coeffs_pred = wavedec(signals(d_pred), cfg.wavelet, levels, mode)
@@ -331,9 +323,10 @@ class SMALoss(nn.Module):
             )
         dtype = compute_dtype(pred_z0, "pred_z0")
         compute_dtype(target_z0, "target_z0")
-        for name, z in (("pred_z0", pred_z0), ("target_z0", target_z0)):
-            if not bool(torch.isfinite(z).all()):
-                raise SMAInputError(f"{name} contains NaN or inf values")
+        if self.check_finite:
+            for name, z in (("pred_z0", pred_z0), ("target_z0", target_z0)):
+                if not bool(torch.isfinite(z).all()):
+                    raise SMAInputError(f"{name} contains NaN or inf values")
         batch = pred_z0.shape[0]
 
         d_pred = motion_vectors(pred_z0.to(dtype))

@@ -1,7 +1,7 @@
 """SD1.5 prompts offline: CLIP's BPE tokenizer from files already on disk, and prompt encoding.
 
 transformers' ``CLIPTokenizer`` needs CLIP's vocabulary (49408 entries) and BPE merges; built from a
-folder without them it silently becomes a 2-token tokenizer (DIFFUSERS.md). Nothing is downloaded.
+folder without them it silently becomes a 2-token tokenizer (docs/model-loading.md). Nothing is downloaded.
 Sources, in this order (:data:`TOKENIZER_SOURCES_HELP`):
 
 1. an explicit folder with ``vocab.json`` + ``merges.txt`` (a diffusers model folder with a

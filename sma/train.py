@@ -1,8 +1,8 @@
 """Train an AnimateDiff motion LoRA with MotionDirector's dual path and the SMA loss.
 
-Public API of the trainer (the implementation lives in :mod:`sma.training`)::
+The public API is :mod:`sma.training`; this module is an alias of it::
 
-    from sma.train import Trainer, TrainConfig, TrainingClip, TrainCallbacks
+    from sma.training import Trainer, TrainConfig, TrainingClip, TrainCallbacks
     clips = [TrainingClip(latents, text_embedding)]          # [F, 4, h, w] scaled latents, [1, 77, 768]
     result = Trainer(unet, clips, make_noise_scheduler(), TrainConfig(steps=300)).run(callbacks)
     save_motion_lora(path, result.lora_state, result.metadata)
@@ -25,14 +25,5 @@ Design choices:
   other than AnimateDiff's linear 0.00085..0.012 betas.
 """
 
-from .training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from .training.config import TrainConfig
-from .training.data import TrainingClip
-from .training.objectives import debias, debiased_mse
-from .training.reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
-from .training.trainer import Trainer
-
-__all__ = [
-    "StepReport", "TrainCallbacks", "TrainConfig", "TrainResult", "Trainer", "TrainingClip", "TrainingDiverged",
-    "debias", "debiased_mse", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
-]
+from .training import *  # noqa: F403
+from .training import __all__  # noqa: F401

@@ -1,9 +1,9 @@
 """Shared fixtures: the real ComfyUI host (in-process) and the random-weight model files host tests use.
 
-Host tests need ComfyUI 0.3.64 + AnimateDiff-Evolved set up by ``../shared/hosts/setup-host.sh`` and
-``COMFYUI_PATH`` pointing at it (``.ci/run`` does both). Without a host they skip with a message
-that says how to enable them; under CI (``CI`` set) they fail instead, and any skipped host test
-fails the session.
+Host tests need a ComfyUI (0.3.64 or newer) with AnimateDiff-Evolved in its ``custom_nodes`` and
+``COMFYUI_PATH`` pointing at it (``.ci/run`` sets up ComfyUI 0.3.64 and exports it). Without a host
+they skip with a message that says how to enable them; under CI (``CI`` set) they fail instead, and
+any skipped host test fails the session.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ADE_DIR_NAME = "ComfyUI-AnimateDiff-Evolved"
 PACK_DIR_NAME = "comfyui-sma"
 HOST_HOWTO = (
-    "host tests need the real ComfyUI host: run\n"
-    '    eval "$(bash ../shared/hosts/setup-host.sh .hosts)"\n'
-    "in the repo root (it prints export COMFYUI_PATH=...), then run the tests again"
+    "host tests need a ComfyUI (0.3.64 or newer) with ComfyUI-AnimateDiff-Evolved in its custom_nodes folder and "
+    "ComfyUI's requirements installed in this Python environment; point the tests at it with\n"
+    "    export COMFYUI_PATH=/path/to/ComfyUI\n"
+    "and run them again"
 )
 
 # MKL's multi-threaded kernels may round differently from run to run (memory alignment); conditional

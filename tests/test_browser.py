@@ -5,7 +5,7 @@ frontend; empty model files carry the workflows' model names so the widget lists
 fetched from the server's template route (as the template browser does) and loaded with ``app.loadGraphData``;
 then no dialog or warning may appear, every node type must be registered, the frontend must save exactly the
 file's nodes, sizes, widget values, links and groups back, and its ``graphToPrompt`` must equal
-``workflow_tools.ui_to_api``. A screenshot of each is taken; ``SMA_WRITE_SCREENSHOTS=1`` writes them to
+``workflows.ui_format.ui_to_api``. A screenshot of each is taken; ``SMA_WRITE_SCREENSHOTS=1`` writes them to
 ``docs/workflow_<name>.png`` and the template thumbnails ``workflows/<name>.jpg``.
 
 Needs the host, ``pip install playwright`` (never ``playwright install``: the system Chromium is used) and
@@ -26,8 +26,8 @@ from conftest import PACK_DIR_NAME, REPO_ROOT, comfy_server, require_host
 from sma.atomic import atomic_write_path
 from sma.synthetic import moving_shapes_clip
 from sma.video import write_video
-from workflow_tools import DEFINITION_KEYS, FRONTEND_ONLY_TYPES, input_specs, ui_to_api
 from workflows import build_workflows as bw
+from workflows.ui_format import DEFINITION_KEYS, FRONTEND_ONLY_TYPES, input_specs, ui_to_api
 
 NAMES = sorted(bw.WORKFLOWS)
 WORKFLOW_DIR = REPO_ROOT / "workflows"
@@ -47,7 +47,7 @@ READY = ("() => !!(window.app?.vueAppReady && app.graph && app.canvas "
 # Display-only widgets the frontend adds (the clip preview of a loader, PreviewAny's text); graphToPrompt sends
 # them as "" and the server ignores them.
 DISPLAY_WIDGETS = {"video-preview", "preview"}
-# Thrown by a setting's onChange at every startup of frontend 1.27.10 (shared/docs/BROWSER.md); harmless.
+# Thrown by a setting's onChange at every startup of frontend 1.27.10 (docs/workflow-format.md); harmless.
 BENIGN_PAGE_ERRORS = ("Cannot read properties of undefined (reading 'id')",)
 
 LOAD_JS = """

@@ -34,7 +34,7 @@ from sma.video import write_video
 from sma.viz import LOSS_CURVE_SIZE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (DIFFUSERS.md)
+V3_LORA_LAYERS = 160  # attention q/k/v/out of every v3 motion module (docs/lora-format.md)
 DEMO_STEPS = 10
 
 
@@ -306,3 +306,36 @@ def test_train_resume_continues_bit_for_bit(tmp_path, inputs):
     assert meta_b["steps"] == 4 and a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+# --- train: every setting reaches the config ---------------------------------------------------------------
+
+def _config_of(*options: str):
+    args = build_parser().parse_args(["train", "--checkpoint", "c.safetensors", "--motion-module", "m.safetensors",
+                                      "--video", "v.mp4", "--out", "o.safetensors", *options])
+    return train_cmd.train_config(args, Path("ckpts"))
+
+
+def test_train_options_reach_the_config_and_defaults_come_from_it():
+    from sma.training import DEFAULTS, TrainConfig
+
+    config = _config_of("--learning-rate", "0.002", "--spatial-learning-rate", "3e-4", "--rank", "8",
+                        "--targets", "attention,ff", "--sma-mode", "paper", "--lambda-global", "0.3",
+                        "--wavelet-levels", "2", "--level-weights", "1,0.5,0.25", "--wavelet", "db2",
+                        "--wavelet-mode", "reflect", "--weight-delta", "0.1", "--weight-base", "0.5",
+                        "--weight-sharpness", "2", "--snr-gamma", "none", "--phase-loss", "raw", "--window", "12",
+                        "--no-spatial-path", "--no-gradient-checkpointing", "--timestep-max", "900")
+    assert config.learning_rate == 0.002 and config.spatial_learning_rate == 3e-4 and config.window == 12
+    assert config.lora.rank == 8 and config.lora.targets == ("attention", "ff")
+    assert (config.sma.mode, config.sma.lambda_global, config.sma.levels) == ("paper", 0.3, 2)
+    assert config.sma.level_weights == (1.0, 0.5, 0.25) and config.sma.wavelet == "db2"
+    assert (config.sma.wavelet_mode, config.sma.delta, config.sma.base) == ("reflect", 0.1, 0.5)
+    assert (config.sma.weight_sharpness, config.sma.snr_gamma, config.sma.phase_loss) == (2.0, None, "raw")
+    assert not config.spatial_path and not config.gradient_checkpointing and config.timestep_max == 900
+    # earlier flags still work; options not given keep the config's defaults
+    assert _config_of("--lr", "0.002", "--levels", "2", "--no-spatial") == TrainConfig(
+        learning_rate=0.002, wavelet_levels=2, spatial_path=False, checkpoint_dir="ckpts")
+    assert _config_of().flat() == {**DEFAULTS, "checkpoint_dir": "ckpts"}
+    shown = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert "--learning-rate LEARNING_RATE, --lr LEARNING_RATE, --lr-temporal LEARNING_RATE" in shown
+    assert f"(default: {DEFAULTS['learning_rate']})" in shown and "(default: auto)" in shown

@@ -198,3 +198,31 @@ def test_bad_inputs_give_node_errors_with_clear_messages(host, trained):
         os.remove(models / "not_a_motion_module.safetensors")
     assert "Train Motion LoRA" in message and "LoRA" in message
     assert "Traceback" not in message
+
+
+def loss_options_prompt(motion: str, name: str, **options) -> dict:
+    """``train_prompt`` with an SMA Loss Options node plugged into the trainer's ``loss_options``."""
+    prompt = train_prompt(motion, lora_name=name, steps=1, spatial_path=False, preview_every=0,
+                          loss_options=link("options"))
+    prompt["options"] = {"class_type": "SMA_LossOptions", "inputs": {
+        "level_weights": "", "wavelet": "haar", "wavelet_mode": "auto", "weight_delta": 0.05, "weight_base": 1.0,
+        "weight_sharpness": 1.0, "snr_gamma": 5.0, "phase_loss": "wrap", **options}}
+    return prompt
+
+
+def test_loss_options_node_reaches_the_trainer(host, trained):
+    comfy_host, _, lora_dir, made, motion = host
+    name = "host_test_loss_options"
+    made.add(f"{name}.safetensors")
+    comfy_host.run(loss_options_prompt(motion, name, level_weights="1, 0.5", wavelet_mode="reflect",
+                                       weight_delta=0.1, weight_base=0.5, weight_sharpness=2.0, snr_gamma=0.0,
+                                       phase_loss="raw"))
+    _, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
+    assert metadata["level_weights"] == [1.0, 0.5] and metadata["wavelet_mode"] == "reflect"
+    assert (metadata["weight_delta"], metadata["weight_base"], metadata["weight_sharpness"]) == (0.1, 0.5, 2.0)
+    assert metadata["snr_gamma"] is None and metadata["phase_loss"] == "raw" and metadata["wavelet_levels"] is None
+    assert metadata["learning_rate"] == 5e-3 and metadata["spatial_path"] is False
+    message = _error_message(comfy_host, loss_options_prompt(motion, name, level_weights="1, heavy"))
+    assert "SMA Loss Options" in message and "level_weights must be numbers" in message
+    message = _error_message(comfy_host, loss_options_prompt(motion, name, level_weights="1, 1, 1"))
+    assert "Train Motion LoRA" in message and "level_weights has 3 values but 1 level(s) need 2" in message

@@ -21,7 +21,8 @@ from sma.lora import load_motion_lora, save_motion_lora
 from sma.lora.keys import MOTION_LORA_MODULE, ade_lora_key
 from sma.synthetic import moving_shapes_clip
 from sma.video import write_video
-from workflow_tools import (
+from workflows import build_workflows as bw
+from workflows.ui_format import (
     FILE_INPUTS,
     FRONTEND_ONLY_TYPES,
     check_workflow,
@@ -31,7 +32,6 @@ from workflow_tools import (
     ui_to_api,
     widget_slots,
 )
-from workflows import build_workflows as bw
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 NAMES = sorted(bw.WORKFLOWS)
@@ -230,7 +230,7 @@ def test_validator_and_layout_check_find_broken_workflows(definitions):
 
 
 # The frontend's own format for a small graph, written by hand from what comfyui-frontend-package 1.27.10 saves
-# (shared/docs/BROWSER.md; the browser test compares this converter with the real graphToPrompt).
+# (docs/workflow-format.md; the browser test compares this converter with the real graphToPrompt).
 HAND_DEFINITIONS = {
     "Loader": {
         "input": {"required": {"video": ["COMBO", {"options": ["a.mp4", "b.mp4"], "video_upload": True}],

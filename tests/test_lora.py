@@ -69,7 +69,7 @@ def forward(model: torch.nn.Module, seed: int = 0) -> torch.Tensor:
 
 
 def ade_model_key(lora_key: str) -> str:
-    """The motion-module key ADE patches for a LoRA ``.down`` key (its documented renaming, FORMATS.md)."""
+    """The motion-module key ADE patches for a LoRA ``.down`` key (its documented renaming, docs/lora-format.md)."""
     key = lora_key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("up.", "")
     return key if "to_out.0." in key else key.replace("to_out.", "to_out.0.")
 
@@ -435,3 +435,27 @@ def test_scale_change_while_merged_follows_and_apply_sets_strength():
     assert not torch.allclose(forward(model), half, atol=1e-4)
     set_lora_scale(model, "motion", 0.5)
     assert torch.equal(forward(model), half)
+
+
+def test_ade_reads_our_files_as_they_are_and_other_layouts_through_a_cached_copy(tmp_path):
+    from sma.lora.ade_files import converted_path, describe, read_for_ade
+
+    model, _ = lora_model()
+    ours = export_motion_lora(model, dtype=torch.float16)
+    save_motion_lora(tmp_path / "ours.safetensors", ours, {"family": "v3", "steps": 7})
+    name, state, metadata = read_for_ade("sub/ours.safetensors", tmp_path / "ours.safetensors")
+    assert name == "sub/ours.safetensors" and not converted_path(tmp_path / "ours.safetensors").exists()
+    assert describe("ours", state, metadata) == "ours: 160 layers, rank 4\nfamily: v3\nsteps: 7"
+    foreign = tmp_path / "kijai.safetensors"
+    save_file({"unet." + k: v for k, v in ours.items()}, str(foreign))
+    name, state, _ = read_for_ade("sub/kijai.safetensors", foreign)
+    copy = converted_path(foreign)
+    assert name == "sub/kijai.ade.safetensors" and copy.name == "kijai.ade.safetensors"
+    loaded, meta = load_motion_lora(copy)
+    assert all(torch.equal(loaded[k], ours[k]) for k in ours) and meta["converted_from"] == "kijai.safetensors"
+    written = copy.stat().st_mtime_ns
+    read_for_ade("sub/kijai.safetensors", foreign)  # cached: not written again
+    assert copy.stat().st_mtime_ns == written
+    os.utime(foreign, ns=(written + 10**9, written + 10**9))  # the original changed: converted again
+    read_for_ade("sub/kijai.safetensors", foreign)
+    assert copy.stat().st_mtime_ns > written

@@ -45,7 +45,7 @@ from sma.models.norms import FrameGroupNorm, use_ade_group_norms, use_per_frame_
 from sma.models.sd15 import load_sd15_text_encoder, load_sd15_unet, load_sd15_vae
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-FAMILY_FACTS = {  # family: (pe length in the file, mid block) -- FORMATS.md / ADE
+FAMILY_FACTS = {  # family: (pe length in the file, mid block) -- docs/model-loading.md / ADE
     "v1": (24, False), "v2": (32, True), "v3": (32, False), "AnimateLCM": (None, True),
 }
 
@@ -310,7 +310,7 @@ def test_shipped_configs_match_known_facts():
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(unet_config("full"))
         tiny = UNet2DConditionModel.from_config(unet_config("tiny"))
-    assert len(unet.state_dict()) == 686  # DIFFUSERS.md: 686/686 keys, 859.5M params
+    assert len(unet.state_dict()) == 686  # docs/model-loading.md: 686 keys, 859.5M params
     assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 1) == 859.5
     assert {re.sub(r"\d+", "#", k) for k in unet.state_dict()} == {re.sub(r"\d+", "#", k) for k in tiny.state_dict()}
     for family, (pe_length, mid) in FAMILY_FACTS.items():
@@ -574,7 +574,7 @@ def test_vae_and_text_encoder_from_a_full_checkpoint(tmp_path, no_network):
     checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
 
     vae = load_sd15_vae(checkpoint, dtype=torch.float16)
-    assert len(vae.state_dict()) == 248  # DIFFUSERS.md
+    assert len(vae.state_dict()) == 248  # docs/model-loading.md
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in vae_sd.items())
     assert vae.config.scaling_factor == 0.18215
     text = load_sd15_text_encoder(checkpoint, dtype=torch.float16)

@@ -229,7 +229,7 @@ def test_low_frequency_weight_matches_formula(h, w, delta, base):
 
 
 def test_low_frequency_weight_paper_range_for_64():
-    """SMA.md: for a 64x64 latent the paper map spans about 1.0 to 1.46 (centre = 2048**0.05 + 1)."""
+    """docs/sma-loss.md: for a 64x64 latent the paper map spans about 1.0 to 1.46 (centre = 2048**0.05 + 1)."""
     weight = low_frequency_weight(64, 64)
     assert weight.min().item() == pytest.approx(1.0)
     assert weight.max().item() == pytest.approx(2048**0.05 + 1.0, rel=1e-6)

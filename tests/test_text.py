@@ -18,7 +18,7 @@ from tiny_encoders import tiny_text_encoder
 from sma import text
 from sma.errors import SMAInputError
 
-CHECK_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # DIFFUSERS.md: CLIP ViT-L/14 ids of "a photo of a cat"
+CHECK_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # docs/model-loading.md: CLIP ViT-L/14 ids of "a photo of a cat"
 PROMPTS = ["a photo of a cat", "A Dog, running on the BEACH at sunset!!", "naïve café — 3 birds", ""]
 
 
@@ -26,8 +26,8 @@ def comfy_tokenizer_dir() -> Path:
     root = os.environ.get("COMFYUI_PATH")
     folder = Path(root) / "comfy" / "sd1_tokenizer" if root else None
     if folder is None or not (folder / "vocab.json").is_file():
-        pytest.skip("needs ComfyUI's comfy/sd1_tokenizer: set COMFYUI_PATH to the host's ComfyUI folder "
-                    '(eval "$(bash ../shared/hosts/setup-host.sh .hosts)")')
+        pytest.skip("needs ComfyUI's comfy/sd1_tokenizer: set COMFYUI_PATH to your ComfyUI folder "
+                    "(export COMFYUI_PATH=/path/to/ComfyUI)")
     return folder
 
 

@@ -7,9 +7,12 @@ applied, so the whole chain train -> export -> file -> load -> apply is what get
 from __future__ import annotations
 
 import ast
+import dataclasses
+import json
 import math
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -579,3 +582,84 @@ def test_other_families_train_with_checkpointing(family):
     assert result.metadata["family"] == family
     assert all(math.isfinite(v) for v in result.losses[0].values())
     assert any(k.startswith("mid_block.") for k in result.lora_state) == (family in ("v2", "AnimateLCM"))
+
+
+# --- checkpoints of earlier formats ---------------------------------------------------------------------
+
+V1_CHECKPOINT = Path(__file__).resolve().parent / "data" / "v1_checkpoint" / "checkpoint-000002.safetensors"
+"""A format-1 checkpoint (flat settings, old names) after 2 of the steps below; written by
+``tests/data/make_v1_checkpoint.py`` with the code of that format."""
+
+
+def v1_run_config(**changes) -> TrainConfig:
+    """The settings of the format-1 checkpoint, as this version spells them, for 3 steps."""
+    return TrainConfig.from_dict({"steps": 3, "seed": 5, "rank": 2, "learning_rate": 1e-3,
+                                  "spatial_learning_rate": 2e-4, "wavelet_levels": 2, "spatial_path": True,
+                                  "gradient_checkpointing": False, **changes})
+
+
+def test_format_1_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp_path):
+    _, state = load_checkpoint(V1_CHECKPOINT)
+    assert state["format_version"] == 1 and "lr_temporal" in state["config"]
+    clips = [TrainingClip(square_clip(), torch.zeros(1, 77, TEXT_DIM), "square")]
+    whole = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), v1_run_config()).run()
+    config = v1_run_config(checkpoint_every=1, checkpoint_dir=str(tmp_path))
+    resumed_trainer = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), config)
+    resumed = resumed_trainer.run(resume_from=V1_CHECKPOINT)
+    assert resumed.step == 3 and len(resumed.losses) == 3
+    assert resumed.losses[:2] == state["history"]  # the old run's floats, carried over
+    assert resumed.losses == whole.losses  # and this version trains the same numbers
+    for key in whole.lora_state:
+        assert torch.equal(whole.lora_state[key], resumed.lora_state[key]), key
+    _, new_state = load_checkpoint(tmp_path / "checkpoint-000003.safetensors")
+    assert new_state["format_version"] == ckpt.FORMAT_VERSION
+    assert TrainConfig.from_dict(new_state["config"]).differences(config) == []
+
+
+# --- nested settings ------------------------------------------------------------------------------------
+
+def test_config_nests_loss_and_lora_settings_and_round_trips():
+    config = TrainConfig(steps=9, learning_rate=2e-4, rank=8, alpha=4.0, targets=("attention", "ff"),
+                         sma_mode="paper", lambda_global=0.3, wavelet_levels=2, level_weights=(1.0, 0.5, 0.25),
+                         wavelet="db2", wavelet_mode="reflect", weight_delta=0.1, weight_base=0.5,
+                         weight_sharpness=2.0, snr_gamma=None, phase_loss="raw", window=12, spatial_path=False)
+    assert config.sma == SMAConfig(mode="paper", lambda_global=0.3, levels=2, level_weights=(1.0, 0.5, 0.25),
+                                   wavelet="db2", wavelet_mode="reflect", delta=0.1, base=0.5,
+                                   weight_sharpness=2.0, snr_gamma=None, phase_loss="raw")
+    assert config.lora == LoRAConfig(rank=8, alpha=4.0, targets=("attention", "ff"))
+    data = config.to_dict()
+    assert data["sma"]["levels"] == 2 and data["lora"] == {"rank": 8, "alpha": 4.0, "targets": ["attention", "ff"]}
+    assert "rank" not in data and "lambda_global" not in data  # nested, not copied
+    assert TrainConfig.from_dict(data) == config
+    assert TrainConfig.from_dict(json.loads(json.dumps(data))) == config
+    assert TrainConfig(**config.flat()) == config
+    off = TrainConfig(sma_mode="off", steps=3)
+    assert off.sma is None and off.sma_mode == "off" and TrainConfig.from_dict(off.to_dict()) == off
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.steps = 3  # type: ignore[misc]
+
+
+def test_config_reads_earlier_setting_names():
+    earlier = TrainConfig(lr_temporal=1e-3, lr_spatial=2e-4, sma_levels=2, spatial_lora=False, frames=10,
+                          lora_targets=["attention", "proj"])
+    today = TrainConfig(learning_rate=1e-3, spatial_learning_rate=2e-4, wavelet_levels=2, spatial_path=False,
+                        window=10, targets=("attention", "proj"))
+    assert earlier == today and earlier.setting("lr_temporal") == 1e-3 and earlier.setting("frames") == 10
+    with pytest.raises(SMAInputError, match="lr_temporal is the earlier name of learning_rate"):
+        TrainConfig(lr_temporal=1e-3, learning_rate=1e-3)
+    with pytest.raises(SMAInputError, match="unknown training settings \\['learning_rat'\\]"):
+        TrainConfig(learning_rat=1e-3)
+    with pytest.raises(SMAInputError, match="level_weights needs levels \\+ 1 = 3"):
+        TrainConfig(wavelet_levels=2, level_weights=(1.0,))
+
+
+def test_one_device_sync_per_training_step(monkeypatch):
+    """Losses and gradient norms are read in one ``tolist`` per step, not one ``float`` per part."""
+    config = TrainConfig(steps=2, grad_accum=2, spatial_skip_prob=0.0, **FAST)
+    trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or original(self))
+    result = trainer.run()
+    parts = 2 * (len(result.losses[0]) - 1 + 1) + 2  # per micro-batch: parts but "loss" + the output flag; norms
+    assert reads == [parts, parts]

@@ -2,7 +2,7 @@
 
 Parsers live in :mod:`sma.cli.arguments`; each sub-command's work in its own module with
 ``run(args) -> int``, imported only when that command runs (so ``--help`` stays quick). Bad input
-(:class:`~sma.errors.SMAInputError`) prints ``error: <message>`` and exits with 2, a failed write
+or a diverged run (:class:`~sma.errors.SMAError`) prints ``error: <message>`` and exits with 2, a failed write
 exits with 1, Ctrl-C with 130; none of them prints a traceback.
 """
 
@@ -14,12 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import SMAInputError
+from ..errors import SMAError
 from .arguments import add_demo_parser, add_inspect_parser, add_train_parser
-
-EXIT_WRITE_ERROR = 1
-EXIT_INPUT_ERROR = 2
-EXIT_INTERRUPTED = 130
+from .exit_codes import EXIT_INPUT_ERROR, EXIT_INTERRUPTED, EXIT_WRITE_ERROR
 COMMAND_MODULES = {"demo": "demo", "train": "train", "inspect": "inspect_lora"}
 
 
@@ -41,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(f".{COMMAND_MODULES[args.command]}", __name__)
         return module.run(args)
-    except SMAInputError as error:
+    except SMAError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except OSError as error:

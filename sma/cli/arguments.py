@@ -1,22 +1,25 @@
 """Argument parsers of the sub-commands (kept free of heavy imports, so ``--help`` is quick).
 
-Training options map one to one onto :class:`sma.train.TrainConfig` fields; their defaults (shown in
-``--help``) are the config's own defaults.
+Training options are the flat settings of :class:`sma.training.TrainConfig` under the same names
+(``learning_rate`` -> ``--learning-rate``; earlier flags such as ``--lr`` still work); their defaults
+(shown in ``--help``) are the config's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import textwrap
-from dataclasses import MISSING, fields
+from collections.abc import Callable
+from typing import Any
 
+from ..loss import PHASE_LOSSES
 from ..text import TOKENIZER_SOURCES_HELP
 from ..training.config import (
+    DEFAULTS,
     LR_SCHEDULES,
     OPTIMIZERS,
     PRECISIONS,
     SMA_MODES,
-    TrainConfig,
 )
 
 DEMO_STEPS = 150
@@ -28,39 +31,88 @@ VIDEO_WIDTH = 512
 RESUME_DEFAULT = "auto"
 HELP_WIDTH = 100
 
-# (flag, TrainConfig field, type, choices, help)
-CONFIG_OPTIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
-    ("--steps", "steps", int, None, "optimizer steps"),
-    ("--lr", "lr_temporal", float, None, "learning rate of the motion (temporal) LoRA"),
-    ("--lr-spatial", "lr_spatial", float, None, "learning rate of MotionDirector's spatial (appearance) LoRA"),
-    ("--rank", "rank", int, None, "rank of the motion LoRA"),
-    ("--alpha", "alpha", float, None, "alpha of the motion LoRA (default: the rank, i.e. scale 1)"),
-    ("--sma-mode", "sma_mode", str, SMA_MODES, "SMA loss: plus (fixed), paper (as published) or off"),
-    ("--lambda-global", "lambda_global", float, None, "weight of the SMA wavelet (global, over time) term"),
-    ("--lambda-local", "lambda_local", float, None, "weight of the SMA Fourier (local, within frames) term"),
-    ("--levels", "sma_levels", int, None, "wavelet levels (default: the deepest the window allows)"),
-    ("--seed", "seed", int, None, "seed of every random choice"),
-    ("--precision", "precision", str, PRECISIONS, "auto: bf16 (or fp16) on CUDA, fp32 on the CPU"),
-    ("--window", "frames", int, None,
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
+
+
+def _optional_int(text: str) -> int | None:
+    """0 (or "auto") means None: the automatic choice."""
+    return None if text.strip().lower() in ("0", "auto") else int(text)
+
+
+# (setting, earlier flags, type, choices, help); the flag is ``--`` + the setting with dashes
+CONFIG_OPTIONS: tuple[tuple[str, tuple[str, ...], Callable[[str], Any], tuple[str, ...] | None, str], ...] = (
+    ("steps", (), int, None, "optimizer steps"),
+    ("learning_rate", ("--lr", "--lr-temporal"), float, None, "learning rate of the motion (temporal) LoRA"),
+    ("spatial_learning_rate", ("--lr-spatial",), float, None,
+     "learning rate of MotionDirector's spatial (appearance) LoRA"),
+    ("rank", (), int, None, "rank of the motion LoRA"),
+    ("alpha", (), float, None, "alpha of the motion LoRA (default: the rank, i.e. scale 1)"),
+    ("targets", (), _names, None, "motion LoRA layers: attention, optionally ff and proj, comma-separated"),
+    ("spatial_rank", (), int, None, "rank of the spatial LoRA (default: the motion LoRA's rank)"),
+    ("spatial_skip_prob", (), float, None, "share of steps trained without the spatial path"),
+    ("sma_mode", (), str, SMA_MODES, "SMA loss: plus (fixed), paper (as published) or off"),
+    ("lambda_global", (), float, None, "weight of the SMA wavelet (global, over time) term"),
+    ("lambda_local", (), float, None, "weight of the SMA Fourier (local, within frames) term"),
+    ("wavelet_levels", ("--levels",), _optional_int, None,
+     "wavelet levels, 0 = the deepest the window allows (default: 0)"),
+    ("level_weights", (), _floats, None,
+     "weight per wavelet band, comma-separated: approximation, then finest to coarsest detail (levels + 1 values)"),
+    ("wavelet", (), str, None, "a discrete PyWavelets wavelet"),
+    ("wavelet_mode", (), str, None, "DWT padding (default: zero in paper mode, symmetric in plus mode)"),
+    ("weight_delta", (), float, None, "low-frequency weight map: delta"),
+    ("weight_base", (), float, None, "low-frequency weight map: base"),
+    ("weight_sharpness", (), float, None, "plus mode: exponent of the low-frequency weight map (0 = flat)"),
+    ("snr_gamma", (), _optional_float, None, "plus mode: min-SNR gamma of the timestep weight (none = off)"),
+    ("phase_loss", (), str, PHASE_LOSSES, "plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)"),
+    ("debias_weight", (), float, None, "weight of MotionDirector's appearance-debiased loss"),
+    ("debias_beta", (), float, None, "beta of the appearance-debiased loss"),
+    ("seed", (), int, None, "seed of every random choice"),
+    ("timestep_min", (), int, None, "smallest training timestep"),
+    ("timestep_max", (), int, None, "largest training timestep"),
+    ("precision", (), str, PRECISIONS, "auto: bf16 (or fp16) on CUDA, fp32 on the CPU"),
+    ("window", (), int, None,
      "frames per training window (default: the shortest clip, at most the motion module's 24 (v1) / 32)"),
-    ("--clips-per-step", "clips_per_step", int, None, "clips per micro-batch (they need equal sizes)"),
-    ("--grad-accum", "grad_accum", int, None, "micro-batches accumulated per step"),
-    ("--optimizer", "optimizer", str, OPTIMIZERS, "adamw8bit needs bitsandbytes and CUDA"),
-    ("--lr-schedule", "lr_schedule", str, LR_SCHEDULES, "learning-rate schedule after the warm-up"),
-    ("--warmup-steps", "warmup_steps", int, None, "linear learning-rate warm-up steps"),
-    ("--attention-slice", "attention_slice", int, None, "attention in slices of this many rows, less memory (0 = off)"),
-    ("--checkpoint-every", "checkpoint_every", int, None,
+    ("clips_per_step", (), int, None, "clips per micro-batch (they need equal sizes)"),
+    ("grad_accum", (), int, None, "micro-batches accumulated per step"),
+    ("max_grad_norm", (), float, None, "gradient clipping per LoRA (0 = off)"),
+    ("optimizer", (), str, OPTIMIZERS, "adamw8bit needs bitsandbytes and CUDA"),
+    ("weight_decay", (), float, None, "AdamW weight decay"),
+    ("lr_schedule", (), str, LR_SCHEDULES, "learning-rate schedule after the warm-up"),
+    ("warmup_steps", (), int, None, "linear learning-rate warm-up steps"),
+    ("attention_slice", (), int, None, "attention in slices of this many rows, less memory (0 = off)"),
+    ("checkpoint_every", (), int, None,
      "write a resumable checkpoint every N steps into <out stem>_checkpoints/ (0 = only when stopped by Ctrl-C)"),
-    ("--keep-checkpoints", "keep_checkpoints", int, None, "newest checkpoints kept"),
-    ("--preview-every", "preview_every", int, None,
+    ("keep_checkpoints", (), int, None, "newest checkpoints kept"),
+    ("preview_every", (), int, None,
      "every N steps write the one-step estimate of the clip as PNG + GIF into <out stem>_previews/ (0 = never)"),
 )
+SWITCHES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("spatial_path", ("--no-spatial",), "train the motion LoRA alone, without MotionDirector's spatial LoRA"),
+    ("gradient_checkpointing", (), "faster, but needs much more memory"),
+)
+"""Settings that default to on: ``--no-<setting>`` turns them off."""
 
 
-def config_default(field_name: str) -> object:
-    """The default of a :class:`TrainConfig` field."""
-    field = next(f for f in fields(TrainConfig) if f.name == field_name)
-    return field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
+def flag(setting: str, prefix: str = "--") -> str:
+    """The command-line flag of a setting: ``learning_rate`` -> ``--learning-rate``."""
+    return prefix + setting.replace("_", "-")
+
+
+def config_default(name: str) -> object:
+    """The default of a flat :class:`TrainConfig` setting, as ``--help`` shows it."""
+    value = DEFAULTS[name]
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "auto" if value is None and name == "wavelet_levels" else value
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -114,16 +166,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
     training = parser.add_argument_group("training")
     training.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    for flag, name, kind, choices, text in CONFIG_OPTIONS:
+    for name, earlier, kind, choices, text in CONFIG_OPTIONS:
         shown = text if "default:" in text else f"{text} (default: {config_default(name)})"
-        training.add_argument(flag, dest=name, type=kind, choices=choices, default=None, help=shown)
-    training.add_argument("--targets", default=None,
-                          help="motion LoRA layers: attention, optionally ff and proj, comma-separated "
-                               f"(default: {','.join(config_default('lora_targets'))})")
-    training.add_argument("--no-spatial", action="store_true",
-                          help="train the motion LoRA alone, without MotionDirector's spatial LoRA")
-    training.add_argument("--no-gradient-checkpointing", action="store_true",
-                          help="faster, but needs much more memory")
+        training.add_argument(flag(name), *earlier, dest=name, type=kind, choices=choices,
+                              default=argparse.SUPPRESS, help=shown)
+    for name, earlier, text in SWITCHES:
+        training.add_argument(flag(name, "--no-"), *earlier, dest=name, action="store_false",
+                              default=argparse.SUPPRESS, help=text)
 
 
 def add_inspect_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -6,21 +6,13 @@ import math
 import os
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..atomic import atomic_write_path
 from ..errors import SMAInputError
+from ..preview import frames_to_uint8
 
-
-def frames_to_uint8(frames: torch.Tensor, upscale: int = 1) -> np.ndarray:
-    """``[F, 3, h, w]`` floats in 0..1 -> ``uint8 [F, h*upscale, w*upscale, 3]`` (nearest upscaling)."""
-    if frames.ndim != 4 or frames.shape[1] != 3:
-        raise SMAInputError(f"expected frames [F, 3, h, w], got {tuple(frames.shape)}.")
-    x = frames.detach().float().cpu().clamp(0, 1)
-    if upscale > 1:
-        x = x.repeat_interleave(upscale, dim=-2).repeat_interleave(upscale, dim=-1)
-    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+__all__ = ["frame_grid", "frames_to_uint8", "save_gif"]
 
 
 def frame_grid(frames: np.ndarray, columns: int = 8, gap: int = 2) -> np.ndarray:

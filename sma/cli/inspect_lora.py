@@ -26,6 +26,9 @@ _MODULE = re.compile(r"^(?P<block>(?:down|up)_blocks\.\d+|mid_block)\.motion_mod
 _ATTENTION = re.compile(r"transformer_blocks\.\d+\.attention_blocks\.(?P<n>\d+)\.(?P<leaf>to_q|to_k|to_v|to_out)")
 _BLOCK_ORDER = {"down": 0, "mid": 1, "up": 2}
 
+KEY_COLUMN = 15
+"""Metadata values line up after keys of up to this many characters; longer keys just push theirs right."""
+
 
 def layer_kind(module: str) -> str:
     """Short name of a LoRA'd layer: ``attn1.to_q`` .. ``attn2.to_out``, ``ff.in``/``ff.out``, ``proj_in``/``proj_out``."""
@@ -120,7 +123,7 @@ def describe(path: str | Path) -> list[str]:
         lines.append(f"  {block}: motion modules {modules}, {entry['layers']} layers: {kinds}")
     shown = {k: v for k, v in metadata.items() if k not in (FORMAT_KEY, VERSION_KEY)}
     lines.append("metadata:" + ("" if shown else " (none)"))
-    width = max((len(k) for k in shown), default=0)
+    width = min(max((len(k) for k in shown), default=0), KEY_COLUMN)
     lines += [f"  {key:<{width}}  {_value_text(shown[key])}" for key in sorted(shown)]
     return lines
 

@@ -1,4 +1,4 @@
-"""Running a :class:`~sma.train.Trainer` from the command line: device choice, a tqdm progress bar,
+"""Running a :class:`~sma.training.Trainer` from the command line: device choice, a tqdm progress bar,
 Ctrl-C handling and writing the LoRA + loss curve.
 
 Ctrl-C once: training stops after the current step (a resumable checkpoint is written when the run has
@@ -8,7 +8,6 @@ Either way the partial LoRA is saved and the command exits with 130.
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 import threading
@@ -22,15 +21,14 @@ from tqdm import tqdm
 
 from ..errors import SMAInputError
 from ..lora import export_motion_lora, save_motion_lora
-from ..train import StepReport, TrainCallbacks, Trainer, TrainResult
+from ..training import StepReport, TrainCallbacks, Trainer, TrainResult, partial_path
 from ..training.model import MOTION_ADAPTER
 from ..viz import loss_curve_image, save_png
 
 if TYPE_CHECKING:
     from typing import Self
 
-EXIT_INTERRUPTED = 130
-PARTIAL_SUFFIX = "_partial"
+from .exit_codes import EXIT_INTERRUPTED
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,13 +47,6 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise SMAInputError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N.")
     return device
-
-
-def free_memory(device: torch.device) -> None:
-    """Collect garbage and return cached CUDA blocks (after a model was deleted)."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 class StopRequest:
@@ -138,11 +129,6 @@ def _result_so_far(trainer: Trainer, done: list[StepReport]) -> TrainResult:
                        last_preview=None, stopped_early=True, step=step, checkpoint=trainer.last_checkpoint)
 
 
-def partial_path(path: Path) -> Path:
-    """Where an interrupted run's LoRA goes: ``<stem>_partial.safetensors`` beside ``path``."""
-    return path.with_name(f"{path.stem}{PARTIAL_SUFFIX}{path.suffix}")
-
-
 def loss_curve_path(lora_path: Path) -> Path:
     """``<stem>_loss.png`` beside a LoRA file."""
     return lora_path.with_name(f"{lora_path.stem}_loss.png")
@@ -154,10 +140,15 @@ def save_outcome(outcome: Outcome, lora_path: Path, extra_metadata: dict[str, An
     result = outcome.result
     path = partial_path(lora_path) if outcome.interrupted else lora_path
     save_motion_lora(path, result.lora_state, {**result.metadata, **extra_metadata})
-    png = loss_png or loss_curve_path(path)
-    title = f"training loss ({result.step} steps{', interrupted' if outcome.interrupted else ''})"
+    return path, save_loss_curve(result, path, outcome.interrupted, loss_png)
+
+
+def save_loss_curve(result: TrainResult, lora_path: Path, interrupted: bool, png: Path | None = None) -> Path:
+    """Write the run's loss-curve PNG (default: ``<stem>_loss.png`` beside the LoRA); returns its path."""
+    png = png or loss_curve_path(lora_path)
+    title = f"training loss ({result.step} steps{', interrupted' if interrupted else ''})"
     save_png(loss_curve_image(result.losses, title=title), png)
-    return path, png
+    return png
 
 
 def report_interrupted(outcome: Outcome, lora_path: Path, resume_hint: str = "") -> int:

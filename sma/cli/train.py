@@ -7,7 +7,8 @@ Order of work (cheap checks first, one large model in memory at a time):
 3. load the motion module (refuses files that are not one) and find the CLIP tokenizer (offline);
 4. read the checkpoint once; build the VAE, encode every clip's frames once, free it; build the CLIP
    text encoder, encode the prompts once, free it; build the UNet + motion module in the training dtype;
-5. train (:class:`sma.train.Trainer`), then write the LoRA atomically with metadata, and its loss curve.
+5. train and write the LoRA atomically with metadata (:func:`sma.training.train_motion_lora`), then its
+   loss curve.
 
 Model loading sits behind :class:`ModelSource`, so the same pipeline runs on any source of the three
 models (the tests use tiny ones).
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import SMAInputError
-from ..models.build import build_motion_unet, make_noise_scheduler
+from ..models.build import build_motion_unet
 from ..models.files import PICKLE_SUFFIXES, load_motion_module, load_state_dict_file
 from ..models.sd15 import (
     load_sd15_text_encoder,
@@ -34,19 +35,14 @@ from ..models.sd15 import (
     unet_state_dict_to_diffusers,
 )
 from ..text import encode_prompts, load_clip_tokenizer
-from ..train import TrainConfig, Trainer, TrainingClip
-from ..training.memory import resolve_precision
+from ..training import TrainConfig, TrainingClip, train_motion_lora
+from ..training.config import setting_names
+from ..training.memory import free_memory
 from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
-from .arguments import CONFIG_OPTIONS, RESUME_DEFAULT
+from .arguments import RESUME_DEFAULT
 from .images import frame_grid, frames_to_uint8, save_gif
-from .running import (
-    free_memory,
-    report_interrupted,
-    resolve_device,
-    run_trainer,
-    save_outcome,
-)
+from .running import report_interrupted, resolve_device, run_trainer, save_loss_curve
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 VAE_CHUNK = 4
@@ -144,13 +140,9 @@ def _out_path(value: str) -> Path:
 
 
 def train_config(args: argparse.Namespace, checkpoint_dir: Path) -> TrainConfig:
-    """The :class:`TrainConfig` of the command-line options (unset options keep the config's defaults)."""
-    values: dict[str, Any] = {name: getattr(args, name) for _, name, *_ in CONFIG_OPTIONS
-                              if getattr(args, name) is not None}
-    if args.targets is not None:
-        values["lora_targets"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    return TrainConfig(**values, spatial_lora=not args.no_spatial,
-                       gradient_checkpointing=not args.no_gradient_checkpointing, checkpoint_dir=str(checkpoint_dir))
+    """The :class:`TrainConfig` of the command-line options (options not given keep the config's defaults)."""
+    values: dict[str, Any] = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+    return TrainConfig(**values, checkpoint_dir=str(checkpoint_dir))
 
 
 def plan_training(args: argparse.Namespace) -> TrainPlan:
@@ -209,6 +201,23 @@ def prepare_clips(source: ModelSource, clips: list[VideoClip], prompts: list[str
     return [TrainingClip(z, embeddings[i:i + 1], Path(clip.path).name) for i, (z, clip) in enumerate(zip(latents, clips))]
 
 
+class VideoTrainingSource:
+    """The :class:`sma.training.TrainingSource` of the command: read videos + prompts, a :class:`ModelSource`."""
+
+    def __init__(self, models: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any) -> None:
+        self.models, self.clips, self.prompts, self.tokenizer = models, clips, prompts, tokenizer
+
+    def training_clips(self, device: torch.device) -> list[TrainingClip]:
+        encoded = prepare_clips(self.models, self.clips, self.prompts, self.tokenizer, device)
+        self.clips = []  # the frames; the latents are all training needs
+        return encoded
+
+    def motion_unet(self, dtype: torch.dtype) -> nn.Module:
+        unet = self.models.motion_unet(dtype)
+        self.models = None  # type: ignore[assignment]
+        return unet
+
+
 # --- previews ------------------------------------------------------------------------------------------
 
 class PreviewWriter:
@@ -241,21 +250,20 @@ def run(args: argparse.Namespace, source_factory: SourceFactory = open_checkpoin
         print("note: training on the CPU; a full-size SD1.5 step takes tens of seconds or more.", file=sys.stderr)
     motion, info = load_motion_module(plan.motion_module)
     tokenizer = load_clip_tokenizer(plan.tokenizer_dir)
-    source = source_factory(plan, motion)
-    del motion
-    training_clips = prepare_clips(source, clips, plan.prompts, tokenizer, plan.device)
     fps = [clip.fps for clip in clips]
-    del clips  # the frames; the latents are all training needs
-    dtype = resolve_precision(plan.config.precision, plan.device).weight_dtype
-    unet = source.motion_unet(dtype)
-    del source
-    free_memory(plan.device)
-    trainer = Trainer(unet, training_clips, make_noise_scheduler(), plan.config, motion_info=info, device=plan.device)
+    source = VideoTrainingSource(source_factory(plan, motion), clips, plan.prompts, tokenizer)
+    del motion, clips
     preview = PreviewWriter(plan.previews, sum(fps) / len(fps)) if plan.previews else None
-    outcome = run_trainer(trainer, resume_from=plan.resume, on_preview=preview)
+
+    def runner(trainer, resume_from):
+        outcome = run_trainer(trainer, resume_from=resume_from, on_preview=preview)
+        return outcome.result, outcome.interrupted
+
     extra = {"videos": [p.name for p in plan.videos], "prompts": plan.prompts, "checkpoint": plan.checkpoint.name,
              "motion_module": plan.motion_module.name, "fps": [round(f, 3) for f in fps]}
-    lora, loss_png = save_outcome(outcome, plan.out, extra)
+    outcome = train_motion_lora(source, plan.config, plan.out, device=plan.device, motion_info=info,
+                                resume_from=plan.resume, metadata=extra, runner=runner)
+    lora, loss_png = outcome.path, save_loss_curve(outcome.result, outcome.path, outcome.interrupted)
     if outcome.interrupted:
         return report_interrupted(outcome, lora, f"the same command plus --resume {outcome.result.checkpoint}")
     print(f"saved the motion LoRA: {lora}")

@@ -5,6 +5,7 @@
 - :mod:`sma.lora.convert`: any known layout -> canonical ADE layout (alpha baked).
 - :mod:`sma.lora.motion`: model adapter <-> ADE state dict (``export_motion_lora``, ``apply_motion_lora``).
 - :mod:`sma.lora.files`: ``save_motion_lora`` (atomic, metadata) and ``load_motion_lora``.
+- :mod:`sma.lora.ade_files`: which file AnimateDiff-Evolved loads (other layouts converted once and cached).
 """
 from .adapters import (
     LoRAAdapter,

@@ -20,7 +20,7 @@ Why a small own wrapper instead of peft (peft 0.21 would work; this is simpler f
   peft subtracts the delta again, which drifts on an fp16 base after repeated preview merges.
 - fp32 adapter weights on an fp16 base without peft's dtype-casting switches, per-adapter
   multipliers, and several adapters (motion + spatial, or a loaded LoRA beside a trained one)
-  active at once with no "active adapter" bookkeeping or regex pitfalls (DIFFUSERS.md).
+  active at once with no "active adapter" bookkeeping or regex pitfalls (docs/lora-format.md).
 - The export to the ADE format needs only ``down``, ``up``, ``alpha`` and ``rank`` per layer, which
   this module exposes directly (``lora_layers``).
 """

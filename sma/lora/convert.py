@@ -11,15 +11,10 @@ from collections import Counter
 
 import torch
 
-from ..errors import SMAInputError
+from ..errors import SMAInputError, key_examples
 from .keys import LoRAKey, ade_lora_key, parse_lora_key
 
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"  # diffusers' save_lora_weights (peft config per component)
-
-
-def _examples(keys: list[str], limit: int = 4) -> str:
-    shown = ", ".join(repr(k) for k in keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _prefixes(keys: list[str]) -> str:
@@ -94,7 +89,7 @@ def to_ade_state_dict(raw: dict[str, torch.Tensor], metadata: dict[str, str] | N
         what = describe_non_lora(keys)
         raise SMAInputError(
             f"{source} holds no AnimateDiff motion-module LoRA pair ({len(keys)} keys; prefixes seen: "
-            f"{_prefixes(keys) or 'none'}; e.g. {_examples(keys)})"
+            f"{_prefixes(keys) or 'none'}; e.g. {key_examples(keys)})"
             + (f": {what}." if what else ". Known layouts: ADE/AnimateDiff "
                "('...attention_blocks.0.processor.to_q_lora.down.weight'), MotionDirector, diffusers/peft "
                "('...attn1.to_q.lora_A.weight'), kohya ('lora_unet_..._to_q.lora_down.weight').")
@@ -102,7 +97,7 @@ def to_ade_state_dict(raw: dict[str, torch.Tensor], metadata: dict[str, str] | N
     if unknown and strict:
         raise SMAInputError(
             f"{source} has {len(unknown)} key(s) that are not motion-module LoRA pairs (e.g. "
-            f"{_examples(unknown)}); prefixes: {_prefixes(unknown)}. Only motion-module layers can be "
+            f"{key_examples(unknown)}); prefixes: {_prefixes(unknown)}. Only motion-module layers can be "
             "loaded; spatial (image) LoRA layers belong in a normal LoRA loader."
         )
     scale = diffusers_scale(metadata)

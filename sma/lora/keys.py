@@ -1,6 +1,6 @@
 """Key names of motion LoRA files: the AnimateDiff-Evolved (ADE) layout and the layouts of other trainers.
 
-The ADE layout (what this pack writes; FORMATS.md) names each LoRA'd layer by its ORIGINAL
+The ADE layout (what this pack writes; docs/lora-format.md) names each LoRA'd layer by its ORIGINAL
 AnimateDiff module path, attention layers through ``processor``::
 
     down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.processor.to_q_lora.down.weight

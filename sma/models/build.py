@@ -1,4 +1,6 @@
-"""Build diffusers ``UNetMotionModel`` s: SD1.5 UNet + original-naming AnimateDiff motion module.
+"""Build diffusers ``UNetMotionModel`` s: base UNet + original-naming AnimateDiff motion module.
+
+What a base or family is (configs, block layout, GroupNorm mode) comes from :mod:`sma.models.families`.
 
 Models are built with empty weights and filled with ``load_state_dict(strict=True, assign=True)``, so no
 random initialisation runs and tensors are not copied when they already have the requested dtype
@@ -18,9 +20,12 @@ import torch
 from diffusers import DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
 from ..errors import SMAInputError
+from ..loss import PREDICTION_TYPES
+from ..validation import check_choice
 from . import config as shipped
-from .config import load_config, motion_adapter_config, size_of_channels
+from .config import check_family, load_config, motion_adapter_config, size_of_channels
 from .detect import MotionModuleInfo
+from .families import DEFAULT_BASE, base_spec
 from .files import load_motion_module
 from .keys import PE_DIFFUSERS, motion_state_dict_to_diffusers, motion_state_dict_to_original
 from .layout import original_motion_layout, sinusoidal_positions
@@ -36,11 +41,12 @@ _NORM_KEY = "down_blocks.{i}.motion_modules.0.temporal_transformer.norm.weight"
 _DOWN_MODULE = re.compile(r"^down_blocks\.0\.motion_modules\.(\d+)\.")
 
 
-def make_noise_scheduler(prediction_type: Literal["epsilon", "v_prediction"] = "epsilon") -> DDPMScheduler:
-    """The DDPM training schedule AnimateDiff uses: 1000 steps, linear betas 0.00085..0.012."""
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise SMAInputError(f"prediction_type must be 'epsilon' or 'v_prediction', not {prediction_type!r}.")
-    return DDPMScheduler.from_config(load_config("scheduler_animatediff"), prediction_type=prediction_type)
+def make_noise_scheduler(
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon", base: str = DEFAULT_BASE
+) -> DDPMScheduler:
+    """The DDPM schedule motion modules of ``base`` train with (SD1.5: 1000 steps, linear betas 0.00085..0.012)."""
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    return DDPMScheduler.from_config(load_config(base_spec(base).noise_schedule), prediction_type=prediction_type)
 
 
 _RANDN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -63,12 +69,12 @@ def motion_module_state_dict(
 ) -> dict[str, torch.Tensor]:
     """A random motion module in the ORIGINAL naming with the real key names and shapes of ``family``.
 
-    ``full`` is the real SD1.5 layout (v2: 454M values, 0.91 GB in fp16), ``tiny`` the test layout.
-    Encodings ``pos_encoder.pe`` [1, L, C] hold sinusoids of the family's length; AnimateLCM has none.
-    Built tensor by tensor in ``dtype``, so the peak is about the result's size.
+    ``full`` is the real layout (SD1.5 v2: 454M values, 0.91 GB in fp16), ``tiny`` the test layout.
+    Encodings ``pos_encoder.pe`` [1, L, C] hold sinusoids of the family's length; families whose files
+    have none (AnimateLCM) get none. Built tensor by tensor in ``dtype``, so the peak is about the result's size.
     """
     config = motion_adapter_config(family, size)
-    pe_length = None if family == "AnimateLCM" else config["motion_max_seq_length"]
+    pe_length = None if check_family(family).pe_length is None else config["motion_max_seq_length"]
     layout = original_motion_layout(config["block_out_channels"], config["motion_layers_per_block"],
                                     config["use_motion_mid_block"], pe_length)
     generator = torch.Generator().manual_seed(seed)
@@ -77,25 +83,32 @@ def motion_module_state_dict(
 
 def _adapter_config_for(motion: dict[str, torch.Tensor], info: MotionModuleInfo) -> dict:
     """The ``MotionAdapter`` config matching a motion module's channels, length and mid block."""
-    channels = [motion[_NORM_KEY.format(i=i)].shape[0] for i in range(4) if _NORM_KEY.format(i=i) in motion]
-    size = size_of_channels(channels)
+    base = base_spec(info.base)
+    keys = [_NORM_KEY.format(i=i) for i in range(base.down_blocks)]
+    channels = [motion[key].shape[0] for key in keys if key in motion]
+    size = size_of_channels(channels, base.name)
     if size is None:
+        known = {s: shipped.unet_config(s, base.name)["block_out_channels"] for s in base.unet}
         raise SMAInputError(
-            f"the motion module's block channels {channels} match neither SD1.5 "
-            f"{shipped.unet_config('full')['block_out_channels']} nor the tiny test model."
+            f"the motion module's block channels {channels} match no {base.name} UNet "
+            f"({', '.join(f'{s}: {c}' for s, c in known.items())})."
         )
     config = motion_adapter_config(info.family, size, pe_length=info.pe_length, has_mid_block=info.has_mid_block)
     layers = 1 + max(int(m.group(1)) for k in motion if (m := _DOWN_MODULE.match(k)))
     if layers != config["motion_layers_per_block"]:
-        raise SMAInputError(f"the motion module has {layers} modules per down block, SD1.5 modules have "
+        raise SMAInputError(f"the motion module has {layers} modules per down block, {base.name} modules have "
                             f"{config['motion_layers_per_block']}.")
     return config
 
 
 def _check_fit(unet_cfg: dict, adapter_cfg: dict, info: MotionModuleInfo) -> None:
     """Raise SMAInputError unless the base UNet and the motion module fit together."""
-    if unet_cfg.get("addition_embed_type") == "text_time" or len(unet_cfg["block_out_channels"]) != 4:
-        raise SMAInputError(f"the motion module is for {info.base} ({info.family}) but the checkpoint is SDXL.")
+    base = base_spec(info.base)
+    reference = shipped.unet_config(next(iter(base.unet)), base.name)
+    blocks = len(unet_cfg["block_out_channels"])
+    if unet_cfg.get("addition_embed_type") != reference.get("addition_embed_type") or blocks != base.down_blocks:
+        kind = "SDXL" if unet_cfg.get("addition_embed_type") == "text_time" else f"a UNet with {blocks} down blocks"
+        raise SMAInputError(f"the motion module is for {info.base} ({info.family}) but the checkpoint is {kind}.")
     if list(unet_cfg["block_out_channels"]) != list(adapter_cfg["block_out_channels"]):
         raise SMAInputError(
             f"channel mismatch: the UNet's blocks have {list(unet_cfg['block_out_channels'])} channels, "
@@ -107,12 +120,14 @@ def _check_fit(unet_cfg: dict, adapter_cfg: dict, info: MotionModuleInfo) -> Non
                             f"{adapter_cfg['motion_layers_per_block']}.")
 
 
-def _unet_weights(unet: UNet2DConditionModel | dict[str, torch.Tensor], config: dict | None) -> tuple[dict, dict]:
-    """(diffusers-naming UNet state dict, UNet config) of a model or a checkpoint state dict."""
+def _unet_weights(
+    unet: UNet2DConditionModel | dict[str, torch.Tensor], config: dict | None, base: str
+) -> tuple[dict, dict]:
+    """(diffusers-naming UNet state dict, UNet config) of a model or a checkpoint state dict of ``base``."""
     if isinstance(unet, UNet2DConditionModel):
         return unet.state_dict(), dict(unet.config)
     if isinstance(unet, dict):
-        config = config or shipped.unet_config("full")
+        config = config or shipped.unet_config("full", base)
         return unet_state_dict_to_diffusers(unet, config), config
     raise SMAInputError(f"the base UNet must be a UNet2DConditionModel or a state dict, not {type(unet).__name__}.")
 
@@ -124,14 +139,14 @@ def build_motion_unet(
     *,
     unet_config: dict | None = None,
 ) -> UNetMotionModel:
-    """A ``UNetMotionModel`` from an SD1.5 UNet and an original-naming motion module.
+    """A ``UNetMotionModel`` from a base UNet (SD1.5) and an original-naming motion module.
 
     Args:
         unet: a diffusers ``UNet2DConditionModel``, or its state dict in LDM naming (with or without the
             ``model.diffusion_model.`` prefix; a full checkpoint is fine) or diffusers naming.
         motion_state_dict: motion module in the original naming (state dict or file path).
         dtype: dtype of every floating tensor of the model.
-        unet_config: config of a state-dict ``unet`` (default: the shipped SD1.5 config).
+        unet_config: config of a state-dict ``unet`` (default: the shipped full config of the module's base).
 
     The motion module's own ``pos_encoder.pe`` values are loaded (diffusers' converter would recompute
     sinusoids); modules without encodings (AnimateLCM) get sinusoids. Input ``sample`` [B, C, F, H, W],
@@ -141,7 +156,7 @@ def build_motion_unet(
         SMAInputError: unsupported motion module, or base UNet and motion module do not fit (with numbers).
     """
     motion, info = load_motion_module(motion_state_dict)
-    unet_weights, unet_cfg = _unet_weights(unet, unet_config)
+    unet_weights, unet_cfg = _unet_weights(unet, unet_config, info.base)
     adapter_cfg = _adapter_config_for(motion, info)
     _check_fit(unet_cfg, adapter_cfg, info)
     with empty_weights():
@@ -170,13 +185,14 @@ def motion_module_from_model(model: UNetMotionModel) -> dict[str, torch.Tensor]:
 
 
 def tiny_motion_unet(family: str = "v3", seed: int = 0, dtype: torch.dtype = torch.float32) -> UNetMotionModel:
-    """A small random ``UNetMotionModel`` with the key structure of SD1.5 + ``family`` (3.2M values).
+    """A small random ``UNetMotionModel`` with the key structure of the family's base + ``family``.
 
-    Channels (16, 32, 64, 64), 8 norm groups, 2 heads, cross-attention dim 32 (``encoder_hidden_states``
-    [B*F, 77, 32]). Deterministic for a given seed; the global RNG is left untouched.
+    SD1.5 (3.2M values): channels (16, 32, 64, 64), 8 norm groups, 2 heads, cross-attention dim 32
+    (``encoder_hidden_states`` [B*F, 77, 32]). Deterministic for a given seed; the global RNG is left untouched.
     """
+    base = check_family(family).base
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel.from_config(shipped.unet_config("tiny"))
+        unet = UNet2DConditionModel.from_config(shipped.unet_config("tiny", base))
     motion = motion_module_state_dict(family, "tiny", torch.float32, seed)
     return build_motion_unet(unet, motion, dtype)

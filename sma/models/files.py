@@ -13,12 +13,11 @@ from safetensors.torch import load_file
 
 from ..errors import SMAInputError
 from .detect import MotionModuleInfo, detect_motion_module
+from .families import REFUSED_VARIANTS, buildable, family_spec, families_help
 from .keys import strip_wrapper_prefix
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _CONTAINERS = ("state_dict", "module")
-# Extra parts some motion-module files carry that change the model (PIA: 9-channel conv_in; FancyVideo).
-_UNSUPPORTED_EXTRAS = {"conv_in.weight": "PIA", "FancyVideo": "FancyVideo"}
 
 
 def _corrupt(path: Path, error: BaseException) -> SMAInputError:
@@ -83,13 +82,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_motion_module(
     path_or_state_dict: str | os.PathLike | dict[str, torch.Tensor], dtype: torch.dtype | None = None
 ) -> tuple[dict[str, torch.Tensor], MotionModuleInfo]:
-    """An SD1.5 AnimateDiff motion module in the original naming, and what it is.
+    """An AnimateDiff motion module of a buildable family in the original naming, and what it is.
 
     Wrapper prefixes (``module.``) are removed, keys outside the motion modules dropped (as
     AnimateDiff-Evolved does), tensors cast to ``dtype`` when given.
 
     Raises:
-        SMAInputError: not a motion module, an SDXL / HotshotXL module, or a PIA / FancyVideo module.
+        SMAInputError: not a motion module, a recognised-only family (SDXL, HotshotXL), or a PIA /
+            FancyVideo module.
     """
     if isinstance(path_or_state_dict, dict):
         state_dict = dict(path_or_state_dict)
@@ -97,14 +97,14 @@ def load_motion_module(
         state_dict = load_state_dict_file(path_or_state_dict)
     state_dict = strip_wrapper_prefix(state_dict)
     info = detect_motion_module(state_dict)
-    if info.base != "SD1.5":
+    if not buildable(family_spec(info.family)):
         raise SMAInputError(
-            f"SDXL motion modules are not supported yet (this one is {info.family}); "
-            "use an SD1.5 motion module: v1, v2, v3 or AnimateLCM."
+            f"{info.base} motion modules are not supported yet (this one is {info.family}); "
+            f"use a supported motion module ({families_help()})."
         )
-    for key, name in _UNSUPPORTED_EXTRAS.items():
+    for key, name in REFUSED_VARIANTS.items():
         if key in state_dict:
-            raise SMAInputError(f"{name} motion modules are not supported; use v1, v2, v3 or AnimateLCM.")
+            raise SMAInputError(f"{name} motion modules are not supported; use {families_help()}.")
     state_dict = {k: v for k, v in state_dict.items() if ".motion_modules." in k}
     if dtype is not None:
         state_dict = {k: v.to(dtype) for k, v in state_dict.items()}

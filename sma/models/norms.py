@@ -10,13 +10,13 @@ the ``weight``/``bias`` names so state dicts and LoRA key names do not change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-FrameMode = Literal["per_frame", "across_frames"]
+from .families import FrameMode, family_spec
+
 _COUNTER_ATTR = "_sma_frame_counter"
 
 
@@ -109,9 +109,10 @@ def use_per_frame_temporal_norm(model: nn.Module) -> nn.Module:
 def use_ade_group_norms(model: nn.Module, family: str) -> nn.Module:
     """Match ADE's GroupNorms for ``family`` (idempotent; in place; returns ``model``).
 
-    v1: every GroupNorm, temporal and spatial, has statistics across the frames of each video (ADE's v1
-    patch). Other families: motion modules per frame, spatial layers per frame (plain GroupNorm behaviour).
+    The family's ``group_norms`` (:mod:`sma.models.families`) applies to every GroupNorm, temporal and
+    spatial: v1 across the frames of each video (ADE's v1 patch); other families per frame (plain
+    GroupNorm behaviour in the spatial layers).
     """
-    mode: FrameMode = "across_frames" if family == "v1" else "per_frame"
+    mode = family_spec(family).group_norms
     _set_modes(model, mode, temporal=True)
     return _set_modes(model, mode, temporal=False)

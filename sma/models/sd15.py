@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import SMAInputError
 from .config import load_config, unet_config
+from .families import SD15
 from .files import load_state_dict_file
 
 LDM_UNET_PREFIX = "model.diffusion_model."
@@ -79,7 +80,7 @@ def unet_state_dict_to_diffusers(
     Raises:
         SMAInputError: no UNet found, or an SDXL / SD2 / inpainting UNet.
     """
-    config = config or unet_config("full")
+    config = config or unet_config("full", SD15.name)
     keys = list(state_dict)
     if any(k.startswith(LDM_UNET_PREFIX) for k in keys):
         ldm = {k[len(LDM_UNET_PREFIX):]: v for k, v in state_dict.items() if k.startswith(LDM_UNET_PREFIX)}
@@ -128,7 +129,7 @@ def load_sd15_unet(
     """SD1.5 ``UNet2DConditionModel`` from a single-file checkpoint (path or state dict), offline."""
     state_dict = unet_state_dict_to_diffusers(_as_state_dict(checkpoint_path_or_state_dict))
     with empty_weights():
-        model = UNet2DConditionModel.from_config(unet_config("full"))
+        model = UNet2DConditionModel.from_config(unet_config("full", SD15.name))
     return fill_empty_model(model, state_dict, dtype, "UNet")
 
 
@@ -140,7 +141,7 @@ def load_sd15_vae(
     ldm = {k: v for k, v in source.items() if k.startswith(_VAE_PREFIXES)}
     if not ldm:
         raise SMAInputError("the checkpoint has no VAE ('first_stage_model.' keys); load a full SD1.5 checkpoint.")
-    config = load_config("vae_sd15")
+    config = load_config(SD15.vae)
     with empty_weights():
         model = AutoencoderKL.from_config(config)
     return fill_empty_model(model, convert_ldm_vae_checkpoint(ldm, config), dtype, "VAE")
@@ -159,7 +160,7 @@ def load_sd15_text_encoder(
             f"the checkpoint has no CLIP text encoder ('{_CLIP_PREFIX}' keys); load a full SD1.5 checkpoint."
         )
     with empty_weights():
-        model = CLIPTextModel(CLIPTextConfig(**load_config("text_encoder_sd15")))
+        model = CLIPTextModel(CLIPTextConfig(**load_config(SD15.text_encoder)))
     converted = convert_ldm_clip_checkpoint(ldm)
     if not hasattr(model, "text_model"):
         converted = {k.removeprefix("text_model."): v for k, v in converted.items()}

@@ -24,7 +24,10 @@ from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 
 METADATA_KEY = "sma_checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the config is nested (``"sma"``, ``"lora"``) under today's setting names."""
+READABLE_VERSIONS = (1, 2)
+"""1: flat config with the earlier names (``lr_temporal``, ``sma_levels``, ...); read via ``TrainConfig.from_dict``."""
 _NAME = re.compile(r"^checkpoint-(\d{6,})\.safetensors$")
 
 
@@ -76,9 +79,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if raw is None:
         raise SMAInputError(f"{path} is a safetensors file but not an SMA training checkpoint (no '{METADATA_KEY}').")
     state = json.loads(raw)
-    if state.get("format_version") != FORMAT_VERSION:
+    if state.get("format_version") not in READABLE_VERSIONS:
         raise SMAInputError(f"{path}: checkpoint format {state.get('format_version')!r}, "
-                            f"this version reads {FORMAT_VERSION}.")
+                            f"this version reads {', '.join(map(str, READABLE_VERSIONS))}.")
     return tensors, state
 
 

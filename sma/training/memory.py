@@ -12,6 +12,7 @@ names (and LoRA key names) never change.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import SMAInputError
+from ..validation import check_choice
 
 _ORIGINAL = "_sma_forward_before_checkpointing"
 
@@ -125,12 +126,12 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
             name = "fp32"
         else:
             name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name not in _DTYPES:
-        raise SMAInputError(f"precision must be one of auto, {', '.join(_DTYPES)}; got {name!r}.")
+    check_choice("precision", name, ("auto", *_DTYPES))  # "auto" was resolved above
     return Precision(name, _DTYPES[name], device.type)
 
 
-def empty_device_cache(device: torch.device) -> None:
-    """Release cached allocator blocks on CUDA (no-op elsewhere)."""
+def free_memory(device: torch.device) -> None:
+    """Collect garbage and release cached allocator blocks on CUDA (after a model or tensors were dropped)."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

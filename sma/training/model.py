@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import SMAInputError
 from ..lora import adapter_names
+from ..models.families import DEFAULT_BASE, PE_KEY, bases, identify_family
 from .memory import motion_modules
 
 MOTION_ADAPTER = "motion"
@@ -28,10 +29,9 @@ def model_pe_length(unet: nn.Module) -> int:
 
 
 def infer_family(unet: nn.Module, pe_length: int) -> str:
-    """v2 if a mid-block motion module exists, else v3 for 32 positions, v1 for 24 (as detection does)."""
-    if any(name.startswith("mid_block.") for name, _ in named_motion_modules(unet)):
-        return "v2"
-    return "v1" if pe_length == 24 else "v3"
+    """The family file detection gives such motion modules (SD1.5: mid block = v2, 32 positions = v3, else v1)."""
+    has_mid = any(name.startswith("mid_block.") for name, _ in named_motion_modules(unet))
+    return identify_family(len(unet.config.block_out_channels), has_mid, {PE_KEY: pe_length}, True).name
 
 
 def named_motion_modules(unet: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -54,8 +54,9 @@ def check_model(unet: nn.Module, info: Any) -> int:
         raise SMAInputError(f"the model already has LoRA adapter(s) {present}; train on a freshly built model.")
     if info is None:
         return pe_length
-    if getattr(info, "base", "SD1.5") != "SD1.5":
-        raise SMAInputError(f"training supports SD1.5 motion modules; this one is for {info.base} ({info.family}).")
+    if getattr(info, "base", DEFAULT_BASE) not in (names := [b.name for b in bases()]):
+        raise SMAInputError(f"training supports {' or '.join(names)} motion modules; "
+                            f"this one is for {info.base} ({info.family}).")
     if info.pe_length is not None and info.pe_length != pe_length:
         raise SMAInputError(f"the motion module ({info.family}) has {info.pe_length} positions but the model was "
                             f"built with {pe_length}: rebuild the model from this motion module.")

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from ..errors import SMAInputError
+from ..loss import PREDICTION_TYPES
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def debias(x: torch.Tensor, anchor: torch.Tensor, beta: float = 1.0) -> torch.Tensor:

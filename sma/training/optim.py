@@ -55,11 +55,11 @@ def make_optimizer(name: str, groups: list[dict], weight_decay: float, device: t
     return torch.optim.AdamW(groups, weight_decay=weight_decay)
 
 
-def clip_group(params: list[nn.Parameter], max_norm: float) -> float:
-    """Total gradient norm of ``params`` (before clipping); clips to ``max_norm`` when it is > 0."""
+def clip_group(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Total gradient norm of ``params`` (0-d, before clipping; no device sync); clips to ``max_norm`` when > 0."""
     grads = [p for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return torch.zeros(())
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads])))
+        return torch.nn.utils.clip_grad_norm_(grads, max_norm)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads]))

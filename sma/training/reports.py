@@ -1,4 +1,5 @@
-"""What the trainer reports: per-step progress, callbacks, the final result, and divergence."""
+"""What the trainer reports: per-step progress, callbacks and the final result (and re-exports
+:class:`~sma.errors.TrainingDiverged`)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,9 @@ from typing import Any
 
 import torch
 
-from ..errors import SMAInputError
+from ..errors import TrainingDiverged
 
-
-class TrainingDiverged(SMAInputError):
-    """A loss or gradient became NaN/inf; training stopped before that update was applied.
-
-    Attributes: ``step`` (1-based step that failed), ``component`` (which loss), ``checkpoint`` (path of
-    the last good checkpoint, or None).
-    """
-
-    def __init__(self, step: int, component: str, checkpoint: Path | None) -> None:
-        self.step, self.component, self.checkpoint = step, component, checkpoint
-        where = (f"the last good checkpoint is {checkpoint} (resume from it with a lower learning rate)"
-                 if checkpoint else "no checkpoint was written yet")
-        super().__init__(f"training diverged at step {step}: {component} is NaN or inf. Lower lr_temporal / "
-                         f"lr_spatial, keep max_grad_norm on, or use precision 'fp32' or 'bf16'; {where}.")
+__all__ = ["StepReport", "TrainCallbacks", "TrainResult", "TrainingDiverged"]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,19 +33,20 @@ from torch import nn
 
 from .. import __version__
 from ..errors import SMAInputError
-from ..loss import SMAConfig, SMALoss, tweedie_estimate
+from ..loss import SMALoss, tweedie_estimate
 from ..lora import LoRAConfig, add_motion_lora, add_spatial_lora, enable_lora, export_motion_lora, lora_layers
 from ..lora import lora_parameters
 from ..models.build import make_noise_scheduler
+from ..models.config import family_base
 from ..models.norms import use_ade_group_norms
 from ..preview import latents_to_rgb
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, label, metadata_settings
 from .data import Batch, TrainingClip, check_clips, clips_for_step, make_batch, training_window
 from .memory import (
     disable_full_gradient_checkpointing,
-    empty_device_cache,
     enable_full_gradient_checkpointing,
+    free_memory,
     motion_modules_bypassed,
     resolve_precision,
     set_attention_slicing,
@@ -60,6 +62,9 @@ from .model import (
 from .objectives import debiased_mse, diffusion_target, prediction_type
 from .optim import check_optimizer_available, clip_group, lr_factor, make_optimizer
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
+
+BAD_OUTPUT = "model output"
+"""Loss-part key of the non-finite flag of the model's output (0 or 1), checked with the losses."""
 
 
 class Trainer:
@@ -92,8 +97,9 @@ class Trainer:
         self.info = motion_info if motion_info is not None else getattr(unet, "motion_info", None)
         self.pe_length = check_model(unet, self.info)
         self.family = self.info.family if self.info is not None else infer_family(unet, self.pe_length)
+        self.base = family_base(self.family)
         self.device = torch.device(device) if device is not None else model_device(unet)
-        self.scheduler = noise_scheduler if noise_scheduler is not None else make_noise_scheduler()
+        self.scheduler = noise_scheduler if noise_scheduler is not None else make_noise_scheduler(base=self.base.name)
         self.prediction_type = prediction_type(self.scheduler)
         horizon = int(self.scheduler.config.num_train_timesteps)
         if cfg.timestep_max >= horizon:
@@ -102,13 +108,13 @@ class Trainer:
         self.clips = list(clips) if isinstance(clips, (list, tuple)) else clips
         check_clips(self.clips, in_channels=int(unet.config.in_channels),
                     cross_attention_dim=int(unet.config.cross_attention_dim), clips_per_step=cfg.clips_per_step)
-        self.window = training_window(self.clips, cfg.frames, self.pe_length)
+        self.window = training_window(self.clips, cfg.window, self.pe_length)
         self.sma_loss = self._make_sma_loss()
         self.precision = resolve_precision(cfg.precision, self.device)
         check_optimizer_available(cfg.optimizer, self.device)
-        self.motion_lora = LoRAConfig(rank=cfg.rank, alpha=cfg.alpha, targets=cfg.lora_targets, seed=cfg.seed)
-        spatial_rank = cfg.spatial_rank or cfg.rank
-        self.spatial_lora = LoRAConfig(rank=spatial_rank, seed=cfg.seed + 1) if cfg.spatial_lora else None
+        self.motion_lora = replace(cfg.lora, seed=cfg.seed)
+        spatial_rank = cfg.spatial_rank or cfg.lora.rank
+        self.spatial_lora = LoRAConfig(rank=spatial_rank, seed=cfg.seed + 1) if cfg.spatial_path else None
         self.last_checkpoint: Path | None = None
         self._ready = False
         self._ran = False
@@ -117,11 +123,9 @@ class Trainer:
 
     def _make_sma_loss(self) -> SMALoss | None:
         """The SMA loss for the config, checked on a small dummy window (e.g. too many wavelet levels)."""
-        cfg = self.config
-        if cfg.sma_mode == "off":
+        if self.config.sma is None:
             return None
-        loss = SMALoss(SMAConfig(mode=cfg.sma_mode, lambda_global=cfg.lambda_global,
-                                 lambda_local=cfg.lambda_local, levels=cfg.sma_levels))
+        loss = SMALoss(self.config.sma, check_finite=False)  # the trainer checks its losses once per step
         probe = torch.zeros(1, self.window, int(self.unet.config.in_channels), 8, 8)
         loss(probe, probe)
         return loss
@@ -151,9 +155,9 @@ class Trainer:
         self._processors = unet.attn_processors if cfg.attention_slice else None
         if cfg.attention_slice:
             set_attention_slicing(unet, cfg.attention_slice)
-        groups = [{"name": "temporal", "params": self.temporal_params, "lr": cfg.lr_temporal}]
+        groups = [{"name": "temporal", "params": self.temporal_params, "lr": cfg.learning_rate}]
         if self.spatial_params:
-            groups.append({"name": "spatial", "params": self.spatial_params, "lr": cfg.lr_spatial})
+            groups.append({"name": "spatial", "params": self.spatial_params, "lr": cfg.spatial_learning_rate})
         self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.weight_decay, self.device)
         factor = lr_factor(cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [factor] * len(groups))
@@ -180,16 +184,16 @@ class Trainer:
             for p in self.spatial_params:
                 p.requires_grad_(True)
 
-    def _finite_or_raise(self, value: torch.Tensor, step: int, component: str) -> None:
-        if not bool(torch.isfinite(value).all()):
-            raise TrainingDiverged(step, component, self.last_checkpoint)
-
     def _backward(self, loss: torch.Tensor) -> None:
         self.grad_scaler.scale(loss / self.config.grad_accum).backward()
 
     def _spatial_pass(self, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
-                      frame: torch.Tensor, step: int) -> float:
-        """MSE of one frame per window through the image model (motion modules bypassed); backward done."""
+                      frame: torch.Tensor, step: int) -> torch.Tensor:
+        """MSE of one frame per window through the image model (motion modules bypassed); backward done.
+
+        Returns the detached loss (0-d, on the device: no sync here; :meth:`_check_and_step` checks it
+        for ``step``).
+        """
         rows = torch.arange(x_t.shape[0], device=x_t.device)
         frame = frame.to(x_t.device)
         single = x_t[rows, frame][:, :, None]  # [B, C, 1, h, w]
@@ -197,14 +201,18 @@ class Trainer:
             with self.precision.autocast_context():
                 pred = self.unet(single, t, encoder_hidden_states=text).sample  # [B, C, 1, h, w]
             loss = F.mse_loss(pred[:, :, 0].float(), target[rows, frame].float())
-            self._finite_or_raise(loss, step, "the spatial loss")
             self._backward(loss)
-        return float(loss.detach())
+        return loss.detach()
 
     def _temporal_pass(self, batch: Batch, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
                        anchor: torch.Tensor, spatial_on: bool, step: int,
-                       want_z0_hat: bool) -> tuple[dict[str, float], torch.Tensor | None]:
-        """Temporal loss on whole windows (+ SMA); backward done. Returns loss parts and ``z0_hat[0]``."""
+                       want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Temporal loss on whole windows (+ SMA); backward done.
+
+        Returns the detached loss parts (0-d device tensors; ``"model output"`` is 0 when the model's
+        output is finite, else 1; :meth:`_check_and_step` checks them for ``step``) and ``z0_hat[0]``
+        ``[F, C, h, w]`` when ``want_z0_hat``.
+        """
         cfg = self.config
         frames = x_t.shape[1]
         text = batch.text.repeat_interleave(frames, dim=0)  # [B*F, T, D]
@@ -213,7 +221,6 @@ class Trainer:
             with self.precision.autocast_context():
                 out = self.unet(x_t.transpose(1, 2), t, encoder_hidden_states=text).sample
             pred = out.transpose(1, 2).float()  # [B, F, C, h, w]
-            self._finite_or_raise(pred, step, "the model output")
             parts = {"mse": F.mse_loss(pred, target), "debias": debiased_mse(pred, target, anchor, cfg.debias_beta)}
             total = parts["mse"] + cfg.debias_weight * parts["debias"]
             z0_hat = None
@@ -225,14 +232,13 @@ class Trainer:
                              sma_local_amplitude=sma_out.local_amplitude, sma_local_phase=sma_out.local_phase)
                 total = total + sma_out.total
             parts["temporal"] = total
-            for name, value in parts.items():
-                self._finite_or_raise(value, step, f"the {name} loss")
             self._backward(total)
+        detached = {k: v.detach() for k, v in parts.items()}
         preview = z0_hat[0].detach() if want_z0_hat and z0_hat is not None else None
-        return {k: float(v.detach()) for k, v in parts.items()}, preview
+        return {BAD_OUTPUT: (~torch.isfinite(pred.detach()).all()).float(), **detached}, preview
 
     def _micro_step(self, micro_step: int, step: int,
-                    want_z0_hat: bool) -> tuple[dict[str, float], torch.Tensor | None]:
+                    want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Draw a batch, its timesteps, noise, anchors and spatial frames; run both paths (backward done)."""
         cfg, g = self.config, self.generator
         indices = clips_for_step(micro_step, len(self.clips), cfg.clips_per_step, cfg.seed)
@@ -247,7 +253,7 @@ class Trainer:
         skip_spatial = bool(torch.rand((), generator=g) < cfg.spatial_skip_prob)
         x_t = self.scheduler.add_noise(z0, noise, t)
         target = diffusion_target(self.scheduler, z0, noise, t)
-        losses: dict[str, float] = {}
+        losses: dict[str, torch.Tensor] = {}
         spatial_on = bool(self.spatial_params) and not skip_spatial
         if spatial_on:
             losses["spatial"] = self._spatial_pass(x_t, target, t, batch.text, spatial_frame, step)
@@ -257,20 +263,38 @@ class Trainer:
 
     # --- optimizer step -------------------------------------------------------------------------------
 
-    def _optimizer_step(self, step: int) -> tuple[dict[str, float], dict[str, float]]:
-        """Unscale, clip per LoRA, step; returns (learning rates used, gradient norms before clipping)."""
+    def _check_and_step(self, step: int, micro_parts: list[dict[str, torch.Tensor]]
+                        ) -> tuple[list[dict[str, float]], dict[str, float], dict[str, float]]:
+        """Clip per LoRA, read losses and gradient norms with ONE device sync, stop on NaN/inf, then step.
+
+        Returns (each micro-batch's loss parts as floats, learning rates used, gradient norms before clipping).
+
+        Raises:
+            TrainingDiverged: naming the first non-finite loss part (spatial, model output, mse, ...) or
+                LoRA gradient; the update is not applied.
+        """
         cfg = self.config
         rates = {group["name"]: float(group["lr"]) for group in self.optimizer.param_groups}
         self.grad_scaler.unscale_(self.optimizer)
         norms = {group["name"]: clip_group(group["params"], cfg.max_grad_norm) for group in self.optimizer.param_groups}
-        if not self.grad_scaler.is_enabled():
-            for name, norm in norms.items():
+        tensors = [v for parts in micro_parts for v in parts.values()] + list(norms.values())
+        values = iter(torch.stack([v.float().reshape(()).to(self.device) for v in tensors]).tolist())  # the one sync
+        read = [{name: next(values) for name in parts} for parts in micro_parts]
+        for parts in read:
+            for name, value in parts.items():
+                if (value != 0.0) if name == BAD_OUTPUT else not math.isfinite(value):
+                    raise TrainingDiverged(step, "the model output" if name == BAD_OUTPUT else f"the {name} loss",
+                                           self.last_checkpoint)
+            parts.pop(BAD_OUTPUT)
+        grad_norms = {name: next(values) for name in norms}
+        if not self.grad_scaler.is_enabled():  # with a GradScaler, inf gradients only skip the step
+            for name, norm in grad_norms.items():
                 if not math.isfinite(norm):
                     raise TrainingDiverged(step, f"the {name} LoRA's gradient", self.last_checkpoint)
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         self.lr_scheduler.step()
-        return rates, norms
+        return read, rates, grad_norms
 
     # --- checkpoints ----------------------------------------------------------------------------------
 
@@ -302,7 +326,7 @@ class Trainer:
         saved = TrainConfig.from_dict(state["config"])
         changed = self.config.differences(saved)
         if changed:
-            detail = ", ".join(f"{k}: {getattr(saved, k)!r} -> {getattr(self.config, k)!r}" for k in changed)
+            detail = ", ".join(f"{label(k)}: {saved.setting(k)!r} -> {self.config.setting(k)!r}" for k in changed)
             raise SMAInputError(f"cannot resume from {path.name}: settings changed ({detail}); only "
                                 "steps, checkpoint and preview settings may change when resuming.")
         names = {k[len("lora."):] for k in tensors if k.startswith("lora.")}
@@ -331,14 +355,17 @@ class Trainer:
         cfg = self.config
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
+        micro_parts: list[dict[str, torch.Tensor]] = []
         z0_hat = None
         for micro in range(cfg.grad_accum):
             last = micro == cfg.grad_accum - 1
             parts, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, step, want_preview and last)
+            micro_parts.append(parts)
+        read, rates, norms = self._check_and_step(step, micro_parts)
+        sums: dict[str, float] = {}
+        for parts in read:
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + value
-        rates, norms = self._optimizer_step(step)
         losses = {name: value / cfg.grad_accum for name, value in sums.items()}
         losses["loss"] = losses["temporal"] + losses.get("spatial", 0.0)
         report = StepReport(step, cfg.steps, dict(losses), rates, norms, time.perf_counter() - started)
@@ -362,7 +389,7 @@ class Trainer:
         self._ran = True
         cb = callbacks or TrainCallbacks()
         cfg = self.config
-        empty_device_cache(self.device)
+        free_memory(self.device)
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 self._setup()
@@ -380,7 +407,7 @@ class Trainer:
                     if cb.on_step is not None:
                         cb.on_step(report)
                     if z0_hat is not None:
-                        preview = latents_to_rgb(z0_hat).cpu()
+                        preview = latents_to_rgb(z0_hat, base=self.base.name).cpu()
                         if cb.on_preview is not None:
                             cb.on_preview(step, preview)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
@@ -401,7 +428,7 @@ class Trainer:
         finally:
             if self._ready:
                 self._restore_model()
-            empty_device_cache(self.device)
+            free_memory(self.device)
 
     def _restore_model(self) -> None:
         """After training (or a failure): free gradients, undo checkpointing and attention slicing.
@@ -424,18 +451,19 @@ class Trainer:
         return out
 
     def metadata(self, step: int, stopped_early: bool = False) -> dict[str, Any]:
-        """Facts about this training run for the LoRA file's metadata."""
+        """Facts about this training run for the LoRA file's metadata (settings under their flat names)."""
         cfg = self.config
+        settings = cfg.flat()
         h, w = (int(s) for s in self.clips[0].latents.shape[-2:])
+        px = self.base.pixels_per_latent
         # pixel [width, height] of each distinct clip size
-        sizes = sorted({(int(c.latents.shape[-1]) * 8, int(c.latents.shape[-2]) * 8) for c in self.clips})
+        sizes = sorted({(int(c.latents.shape[-1]) * px, int(c.latents.shape[-2]) * px) for c in self.clips})
         return {
-            "trainer": "sma", "version": __version__, "family": self.family, "base": "SD1.5",
-            "frames": self.window, "width": w * 8, "height": h * 8, "sizes": [list(s) for s in sizes],
+            "trainer": "sma", "version": __version__, "family": self.family, "base": self.base.name,
+            "frames": self.window, "width": w * px, "height": h * px, "sizes": [list(s) for s in sizes],
             "clips": len(self.clips), "steps": step, "steps_planned": cfg.steps, "stopped_early": stopped_early,
-            "rank": cfg.rank, "alpha": self.motion_lora.effective_alpha, "targets": list(cfg.lora_targets),
-            "sma_mode": cfg.sma_mode, "lambda_global": cfg.lambda_global, "lambda_local": cfg.lambda_local,
-            "sma_levels": cfg.sma_levels, "lr_temporal": cfg.lr_temporal, "lr_spatial": cfg.lr_spatial,
-            "spatial_lora": cfg.spatial_lora, "prediction_type": self.prediction_type, "seed": cfg.seed,
+            "rank": cfg.lora.rank, "alpha": self.motion_lora.effective_alpha, "targets": list(cfg.lora.targets),
+            **{name: settings[name] for name in metadata_settings(cfg)},
+            "prediction_type": self.prediction_type,
             "timesteps": [cfg.timestep_min, cfg.timestep_max], "precision": self.precision.name,
         }

@@ -9,7 +9,7 @@
 * The **API format** (what ``/prompt`` takes) is ``{node_id: {"class_type", "inputs"}}`` with links as
   ``[origin_id, slot]``.
 
-The frontend rules used here were measured on comfyui-frontend-package 1.27.10 (``shared/docs/BROWSER.md``); the
+The frontend rules used here were measured on comfyui-frontend-package 1.27.10 (``docs/workflow-format.md``); the
 browser test checks them against the real frontend.
 """
 from __future__ import annotations

@@ -1,0 +1,60 @@
+"""Motion LoRA files as AnimateDiff-Evolved reads them: which file ADE loads, and a short description.
+
+ADE's own loader reads only its layout (``*.lora_down/up.weight`` keys, alpha baked in) from
+``.safetensors`` files. A LoRA from another trainer (diffusers / kohya / MotionDirector naming, alpha
+keys, a pickle container) is converted once into ``<stem>.ade.safetensors`` beside the original and
+re-converted when the original is newer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .convert import to_ade_state_dict
+from .files import decode_metadata, lora_rank, read_lora_file, save_motion_lora
+
+CONVERTED_SUFFIX = ".ade.safetensors"
+DESCRIBED_KEYS = ("family", "motion_module", "frames", "width", "height", "steps", "sma_mode", "version")
+"""Metadata entries :func:`describe` shows, in this order."""
+
+
+def converted_path(path: Path) -> Path:
+    """Where the ADE-layout copy of a LoRA file goes: ``<stem>.ade.safetensors`` beside it."""
+    return path.with_name(path.stem + CONVERTED_SUFFIX)
+
+
+def ade_readable_name(name: str, path: Path, raw_keys: set[str], state: dict[str, torch.Tensor],
+                      metadata: dict[str, Any]) -> str:
+    """The name of an ADE-readable version of motion LoRA ``name`` (itself when it already is one).
+
+    ``raw_keys``: the file's keys; ``state`` / ``metadata``: the file read as an ADE-layout LoRA. The
+    converted copy is written (atomically) when missing or older than ``path``.
+    """
+    if raw_keys == set(state) and path.suffix == ".safetensors":
+        return name
+    converted = converted_path(path)
+    if not converted.is_file() or converted.stat().st_mtime < path.stat().st_mtime:
+        save_motion_lora(converted, state, {**metadata, "converted_from": path.name})
+    return str(Path(name).with_name(converted.name))
+
+
+def read_for_ade(name: str, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a motion LoRA file once: (the name ADE should load, its ADE-layout state, its decoded metadata).
+
+    Raises:
+        SMAInputError: unreadable file, or not a motion LoRA.
+    """
+    raw, raw_metadata = read_lora_file(path)
+    state, _ = to_ade_state_dict(raw, raw_metadata, source=path.name)
+    metadata = decode_metadata(raw_metadata)
+    return ade_readable_name(name, path, set(raw), state, metadata), state, metadata
+
+
+def describe(name: str, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> str:
+    """One paragraph about a motion LoRA: layers, rank, and the training settings its metadata carries."""
+    lines = [f"{name}: {len(state) // 2} layers, rank {lora_rank(state) or 'mixed'}"]
+    lines += [f"{key}: {metadata[key]}" for key in DESCRIBED_KEYS if key in metadata]
+    return "\n".join(lines)

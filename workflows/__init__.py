@@ -1,0 +1,1 @@
+"""Generator of the example workflows in this folder (run ``python -m workflows.build_workflows``)."""
