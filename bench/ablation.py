@@ -112,28 +112,13 @@ def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep: bool) -> list
 
 def train_config(run: Run, budget: Budget):
     """The ``TrainConfig`` of a run: the same budget for every mode, only the SMA settings differ."""
-    from sma.train import TrainConfig
+    from sma.training import TrainConfig
 
-    return TrainConfig(steps=budget.steps, rank=budget.rank, lr_temporal=budget.lr, lr_spatial=budget.lr / 3,
-                       lora_targets=budget.targets, sma_mode=run.mode, lambda_global=run.lambda_global,
-                       lambda_local=run.lambda_local, seed=run.seed, precision="fp32",
-                       gradient_checkpointing=False)
-
-
-def _trainer_class(snr: bool):
-    """The pack's Trainer, or one whose SMA loss has no SNR timestep weighting."""
-    from sma.loss import SMALoss
-    from sma.train import Trainer
-
-    if snr:
-        return Trainer
-
-    class NoSNRTrainer(Trainer):
-        def _make_sma_loss(self):
-            loss = super()._make_sma_loss()
-            return None if loss is None else SMALoss(replace(loss.config, snr_gamma=None))
-
-    return NoSNRTrainer
+    settings = {} if run.mode == "off" or run.snr else {"snr_gamma": None}
+    return TrainConfig(steps=budget.steps, rank=budget.rank, learning_rate=budget.lr,
+                       spatial_learning_rate=budget.lr / 3, targets=budget.targets, sma_mode=run.mode,
+                       lambda_global=run.lambda_global, lambda_local=run.lambda_local, seed=run.seed,
+                       precision="fp32", gradient_checkpointing=False, **settings)
 
 
 def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dict[str, Any]]:
@@ -143,13 +128,13 @@ def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dic
     torch.set_num_threads(1)  # many small runs side by side: one thread each
     from sma.toyworld import transfer
     from sma.toyworld.base import load_base, noise_scheduler
-    from sma.train import TrainingClip
+    from sma.training import Trainer, TrainingClip
 
     started = time.perf_counter()
     task = transfer.make_task(run.family, run.seed)
     model = load_base(base, device)
-    trainer = _trainer_class(run.snr)(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
-                                      train_config(run, budget), device=device)
+    trainer = Trainer(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
+                      train_config(run, budget), device=device)
     result = trainer.run()
     trained = time.perf_counter() - started
     scores = transfer.evaluate(model, task, budget.strengths, budget.samples, seed=1000 + run.seed,

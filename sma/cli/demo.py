@@ -39,7 +39,7 @@ from ..errors import SMAInputError
 from ..toyworld import transfer
 from ..toyworld.base import base_record, load_base, noise_scheduler
 from ..toyworld.world import Appearance, random_appearance, translation
-from ..train import TrainConfig, Trainer, TrainingClip
+from ..training import TrainConfig, Trainer, TrainingClip
 from .images import frame_grid, frames_to_uint8, save_gif
 from .running import Outcome, report_interrupted, run_trainer, save_outcome
 
@@ -82,8 +82,9 @@ def demo_task(seed: int) -> transfer.TransferTask:
 
 
 def demo_config(steps: int, seed: int) -> TrainConfig:
-    return TrainConfig(steps=steps, seed=seed, rank=DEMO_RANK, lr_temporal=DEMO_LR, lr_spatial=DEMO_LR / 3,
-                       lora_targets=DEMO_TARGETS, sma_mode="plus", precision="fp32", gradient_checkpointing=False)
+    return TrainConfig(steps=steps, seed=seed, rank=DEMO_RANK, learning_rate=DEMO_LR,
+                       spatial_learning_rate=DEMO_LR / 3, targets=DEMO_TARGETS, sma_mode="plus", precision="fp32",
+                       gradient_checkpointing=False)
 
 
 COLUMNS = ("reference", "without LoRA", "with LoRA")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..lora import enable_lora, set_lora_scale
 from ..metrics import trajectory_fidelity
-from ..train import TrainCallbacks, TrainConfig, Trainer, TrainingClip, TrainResult
+from ..training import TrainCallbacks, TrainConfig, Trainer, TrainingClip, TrainResult
 from ..training.model import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .base import load_base, noise_scheduler, sample
 from .codec import decode, embed_appearance, encode
