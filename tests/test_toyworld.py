@@ -198,7 +198,7 @@ def test_codec_round_trip_and_embedding():
     latents = encode(frames)
     assert latents.shape == (8, 8, 4, 16, 16)
     assert torch.allclose(decode(latents), frames, atol=1e-6)
-    assert abs(float(latents.mean())) < 0.1 and float(latents.abs().max()) < 1.8
+    assert abs(float(latents.mean())) < 0.3 and 0.5 < float(latents.std()) < 1.2  # about zero mean, unit scale
     assert float(latents[:, :, 3].abs().max()) == 0.0
     tokens = embed_appearance(scene.appearance)
     assert tokens.shape == (8, TOKENS, 32)

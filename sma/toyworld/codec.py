@@ -3,8 +3,13 @@
 - Latents: a fixed invertible linear map per pixel, no downsampling. ``x = 2 rgb - 1`` (0..1 -> -1..1,
   so a mid-grey frame is zero) is expressed in an orthonormal basis of opponent colours: channel 0
   luminance ``(r + g + b) / sqrt 3``, channel 1 red-green ``(r - g) / sqrt 2``, channel 2 yellow-blue
-  ``(r + g - 2b) / sqrt 6``; channel 3 is always zero (the UNet takes 4 channels). Values stay within
-  about -1.7..1.7 with mean near 0, so no extra scaling factor is needed. Decoding is the transpose.
+  ``(r + g - 2b) / sqrt 6``; channel 3 is always zero (the UNet takes 4 channels); then multiplied by
+  :data:`LATENT_SCALE`. Decoding is the inverse.
+- Why the scale: toy clips are mostly flat grey, so ``x`` has a standard deviation of only about 0.2.
+  Under AnimateDiff's schedule the signal-to-noise ratio ``abar / (1 - abar) * std^2`` of such data
+  reaches 1 only below t of about 15, so a 25-step DDIM sampler (t = 961, 921, ..., 1) would have one
+  step left to draw everything, and samples stay noise (measured). Scaled to a standard deviation of
+  about 0.8 (mean near 0, like SD latents), SNR 1 falls near t = 250 and samples form normally.
 - Appearance embedding: ``encoder_hidden_states`` ``[B, TOKENS, 32]``, one token per shape slot and one
   for the background, each a few plain features (presence, hue as cos/sin, RGB, brightness, kind one-hot,
   size, aspect, stripes; background grey level) in fixed positions, zero elsewhere.
@@ -20,6 +25,7 @@ from torch import Tensor
 from .world import KINDS, BASE_SIDE, Appearance
 
 LATENT_CHANNELS = 4
+LATENT_SCALE = 4.0
 TOKENS = 3
 _BASIS = torch.tensor([
     [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
@@ -31,13 +37,12 @@ _BASIS = torch.tensor([
 
 def encode(frames: Tensor) -> Tensor:
     """RGB ``[..., F, H, W, 3]`` in 0..1 -> latents ``[..., F, 4, H, W]``."""
-    latents = torch.einsum("cr,...hwr->...chw", _BASIS.to(frames), 2 * frames - 1)
-    return latents
+    return LATENT_SCALE * torch.einsum("cr,...hwr->...chw", _BASIS.to(frames), 2 * frames - 1)
 
 
 def decode(latents: Tensor) -> Tensor:
     """Latents ``[..., F, 4, H, W]`` -> RGB ``[..., F, H, W, 3]`` clamped to 0..1."""
-    x = torch.einsum("cr,...chw->...hwr", _BASIS.to(latents), latents)
+    x = torch.einsum("cr,...chw->...hwr", _BASIS.to(latents), latents / LATENT_SCALE)
     return ((x + 1) / 2).clamp(0, 1)
 
 
