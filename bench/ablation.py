@@ -7,9 +7,9 @@ initial noise for every mode, so modes are compared pairwise. Scores (``sma.toyw
 trajectory error (px/frame, lower is better), motion fidelity (the pack's trajectory score, 1 = same
 motion), appearance leak (A's colours in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
 
-A weight sweep runs on top (seed 0, every family): ``lambda_global`` and ``lambda_local`` in
-{0.1, 0.4, 1.0} one at a time (the other at its default), for paper and plus mode, and plus mode with its
-SNR timestep weighting off.
+A weight sweep runs on top (seed 0): ``lambda_global`` and ``lambda_local`` in {0.1, 0.4, 1.0} one at a
+time (the other at its default), and plus mode with its SNR timestep weighting off; the ``gpu`` preset
+sweeps paper and plus mode on every family, the ``cpu`` preset plus mode on translate and orbit.
 
 Outputs in ``--out``: ``results.jsonl`` (one line per run and strength), ``table.md`` (mean +- std per
 mode x family, paired differences against ``off`` with the same seeds, the sweep) and ``ablation.png``
@@ -21,8 +21,10 @@ Commands::
     python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, ~30 min
     python bench/ablation.py --preset smoke --out /tmp/ablation                   # seconds: the code path
 
-``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) with a smaller training and
-sampling budget and no sweep; ``gpu`` runs the full budget and the sweep in parallel worker processes.
+``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) and its sweep with a smaller training
+and sampling budget in 2 worker processes (about 30 minutes on 2 free cores; much longer on a busy machine);
+``gpu`` runs the full budget and sweep in 12 processes (a tiny model is bound by per-step overhead, so the
+processes share one GPU well).
 """
 
 from __future__ import annotations
@@ -77,34 +79,40 @@ class Run:
 
 @dataclass(frozen=True)
 class Preset:
+    """A budget, the seeds, the families (None: all), and the sweep: its families (None: all, () = no
+    sweep) and its SMA modes."""
+
     budget: Budget
     seeds: tuple[int, ...]
-    families: tuple[str, ...] | None = None  # None: all
-    sweep: bool = True
+    families: tuple[str, ...] | None = None
+    sweep_families: tuple[str, ...] | None = None
+    sweep_modes: tuple[str, ...] = ("paper", "plus")
     workers: int = 1
 
 
 PRESETS = {
-    "gpu": Preset(Budget(), seeds=(0, 1, 2), sweep=True, workers=12),
-    "cpu": Preset(Budget(steps=150, samples=4, sample_steps=15), seeds=(0, 1, 2), sweep=False, workers=2),
+    "gpu": Preset(Budget(), seeds=(0, 1, 2), workers=12),
+    "cpu": Preset(Budget(steps=100, samples=3, sample_steps=15), seeds=(0, 1, 2),
+                  sweep_families=("translate", "orbit"), sweep_modes=("plus",), workers=2),
     "smoke": Preset(Budget(steps=2, samples=1, sample_steps=2, strengths=(0.0, 1.0)), seeds=(0,),
-                    families=("translate",), sweep=False, workers=1),
+                    families=("translate",), sweep_families=(), workers=1),
 }
 
 
-def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep: bool) -> list[Run]:
+def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep_families: tuple[str, ...] = (),
+         sweep_modes: tuple[str, ...] = ("paper", "plus")) -> list[Run]:
     """The main grid (every mode x family x seed; seed by seed, so a deadline drops seeds, not families),
-    then the sweep (seed 0, every family)."""
+    then the sweep (seed 0): each lambda in :data:`SWEEP_VALUES` with the other at its default, per sweep
+    mode, and plus mode without its SNR timestep weighting."""
     runs = [Run(f, s, m) for s in seeds for f in families for m in MODES]
-    if sweep:
-        for f in families:
-            for mode in ("paper", "plus"):
-                for value in SWEEP_VALUES:
-                    if value != DEFAULT_LAMBDAS[0]:
-                        runs.append(Run(f, seeds[0], mode, lambda_global=value, group="sweep"))
-                    if value != DEFAULT_LAMBDAS[1]:
-                        runs.append(Run(f, seeds[0], mode, lambda_local=value, group="sweep"))
-            runs.append(Run(f, seeds[0], "plus", snr=False, group="sweep"))
+    for f in sweep_families:
+        for mode in sweep_modes:
+            for value in SWEEP_VALUES:
+                if value != DEFAULT_LAMBDAS[0]:
+                    runs.append(Run(f, seeds[0], mode, lambda_global=value, group="sweep"))
+                if value != DEFAULT_LAMBDAS[1]:
+                    runs.append(Run(f, seeds[0], mode, lambda_local=value, group="sweep"))
+        runs.append(Run(f, seeds[0], "plus", snr=False, group="sweep"))
     return runs
 
 
@@ -393,14 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="LoRA training steps (default: the preset's)")
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the preset's)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the weight sweep")
+    parser.add_argument("--samples", type=int, default=None, help="samples per strength (default: the preset's)")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds after which runs not yet started are skipped (the summary covers the rest)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
+    budget = budget if args.samples is None else replace(budget, samples=args.samples)
     families = tuple(args.families.split(",")) if args.families else (preset.families or FAMILIES)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else preset.seeds
-    runs = plan(families, seeds, preset.sweep and not args.no_sweep)
+    sweep = () if args.no_sweep else (families if preset.sweep_families is None else preset.sweep_families)
+    runs = plan(families, seeds, tuple(f for f in sweep if f in families), preset.sweep_modes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workers = args.workers if args.workers is not None else preset.workers

@@ -44,7 +44,7 @@ def test_smoke_run_executes_the_real_path(ablation, tmp_path):
 def test_plan_covers_modes_families_and_the_sweep(ablation):
     from sma.toyworld.world import FAMILIES
 
-    runs = ablation.plan(FAMILIES, (0, 1, 2), sweep=True)
+    runs = ablation.plan(FAMILIES, (0, 1, 2), FAMILIES)
     main = [r for r in runs if r.group == "main"]
     assert len(main) == 3 * len(FAMILIES) * 3 and len(set(main)) == len(main)
     sweep = [r for r in runs if r.group == "sweep"]
