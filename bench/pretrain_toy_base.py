@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=PretrainConfig.pool, help="random scenes to draw clips from")
     parser.add_argument("--lr", type=float, default=PretrainConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default=None, help="continue from the base files in this folder")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast on CUDA")
     parser.add_argument("--profile", type=int, default=0, help="print a profile of this many steps first")
     parser.add_argument("--out", required=True, help="output folder")
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     config = PretrainConfig(steps=args.steps, batch=args.batch, pool=args.pool, lr=args.lr, seed=args.seed,
-                            precision=args.precision)
+                            precision=args.precision, init=args.init)
     if args.profile:
         profile(PretrainConfig(steps=args.profile, batch=args.batch, pool=min(args.pool, 512), lr=args.lr,
                                seed=args.seed, precision=args.precision), args.device)
