@@ -5,10 +5,12 @@ together) and ``toy_base.json`` (settings, seed, device, wall time, loss, qualit
 ``sma/toyworld/weights/`` to ship them. Prints progress with the wall time, then the quality checks
 (``sma.toyworld.quality``); exits with 1 when a check fails.
 
-The shipped base was trained on the CPU (its record, ``sma/toyworld/weights/toy_base.json``, gives the
-wall time; about 3 s/step on one busy core, 0.85 s/step on two free ones)::
+The shipped base was trained on the CPU in two stages, the second continuing the first (``--init``); its
+record, ``sma/toyworld/weights/toy_base.json``, gives both stages' settings, seeds and wall times (85 minutes
+in all on one thread of a busy 2-core machine, 2.6-3.0 s/step)::
 
-    OMP_NUM_THREADS=1 python bench/pretrain_toy_base.py --device cpu --steps 700 --batch 8 --pool 2048 --out OUT
+    python bench/pretrain_toy_base.py --device cpu --steps 700 --batch 8 --pool 2048 --seed 0 --out STAGE1
+    python bench/pretrain_toy_base.py --device cpu --init STAGE1 --steps 1099 --batch 8 --pool 4096 --seed 1 --out OUT
 
 On a GPU the tiny model is bound by per-step overhead (measured on an H100: about 0.35 s per step whatever
 the batch, 24 to 128 clips), so a GPU helps through larger batches, not more steps per second::
@@ -28,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sma.toyworld.base import save_base  # noqa: E402
+from sma.toyworld.base import base_record, save_base  # noqa: E402
 from sma.toyworld.pretrain import PretrainConfig, pretrain  # noqa: E402
 from sma.toyworld.quality import check_base  # noqa: E402
 
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=PretrainConfig.pool, help="random scenes to draw clips from")
     parser.add_argument("--lr", type=float, default=PretrainConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default=None, help="continue from the base files in this folder")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast on CUDA")
     parser.add_argument("--profile", type=int, default=0, help="print a profile of this many steps first")
     parser.add_argument("--out", required=True, help="output folder")
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     config = PretrainConfig(steps=args.steps, batch=args.batch, pool=args.pool, lr=args.lr, seed=args.seed,
-                            precision=args.precision)
+                            precision=args.precision, init=args.init)
     if args.profile:
         profile(PretrainConfig(steps=args.profile, batch=args.batch, pool=min(args.pool, 512), lr=args.lr,
                                seed=args.seed, precision=args.precision), args.device)
@@ -78,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     model, record = pretrain(config, args.device, log=lambda line: print(line, flush=True), log_every=args.log_every,
                              time_budget=args.time_budget, on_checkpoint=checkpoint,
                              checkpoint_every=args.checkpoint_every)
+    if args.init:  # the record of the run this one continues, so the total cost stays on record
+        earlier = base_record(args.init)
+        earlier.pop("quality", None)
+        record["continued_from"] = earlier
+        record["total_wall_seconds"] = round(record["wall_seconds"] + earlier.get("total_wall_seconds",
+                                                                                 earlier.get("wall_seconds", 0)), 1)
     checked = time.perf_counter()
     report = check_base(model, clips=args.check_clips, steps=args.check_steps, seed=1)
     record["quality"] = report.to_dict() | {"seconds": round(time.perf_counter() - checked, 1)}

@@ -82,6 +82,29 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{len(_skipped_host_tests)} host tests skipped. {HOST_HOWTO}")
 
 
+def run_sma(*args: str, timeout: float = 600) -> "subprocess.CompletedProcess":
+    """``python -m sma ARGS`` as a user runs it (a subprocess in the repository root)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "sma", *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
+
+
+DEMO_TEST_STEPS = 30
+DEMO_TEST_SAMPLES = 2
+"""The demo as tests run it: the default model, clip and settings, fewer steps and samples (the README's first
+command runs it at its defaults)."""
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple["subprocess.CompletedProcess", Path]:
+    """``python -m sma demo``, run once per session (tests/test_demo.py, tests/test_cli.py)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = run_sma("demo", "--out", out, "--steps", DEMO_TEST_STEPS, "--samples", DEMO_TEST_SAMPLES)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, out
+
+
 @pytest.fixture(scope="session")
 def test_models_dir() -> Path:
     """Folder for generated random-weight model files, reused across host tests (and runs).

@@ -15,67 +15,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from conftest import PACK_DIR_NAME, REPO_ROOT, comfy_server, require_host
+from browser_frontend import BENIGN_PAGE_ERRORS, LOAD_JS, VIEWPORT, frontend, get, serve, write_clip
+from conftest import PACK_DIR_NAME, REPO_ROOT, require_host
 from sma.atomic import atomic_write_path
-from sma.synthetic import moving_shapes_clip
-from sma.video import write_video
 from workflows import build_workflows as bw
 from workflows.ui_format import DEFINITION_KEYS, FRONTEND_ONLY_TYPES, input_specs, ui_to_api
 
 NAMES = sorted(bw.WORKFLOWS)
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 DOCS_DIR = REPO_ROOT / "docs"
-VIEWPORT = {"width": 1600, "height": 1000}
 MAX_SCREENSHOT_BYTES = 400_000
 THUMBNAIL_SIZE = (480, 300)
-SETTINGS = {
-    "Comfy.TutorialCompleted": True,  # no "Get Started with a Template" dialog on a fresh user folder
-    "LiteGraph.Canvas.MinFontSizeForLOD": 0,  # draw titles and widgets at any zoom (screenshots)
-    "Comfy.Minimap.Visible": False,
-    "Comfy.Graph.CanvasInfo": False,
-    "Comfy.Graph.CanvasMenu": False,
-}
-READY = ("() => !!(window.app?.vueAppReady && app.graph && app.canvas "
-         "&& app.extensionManager?.workflow?.activeWorkflow)")
 # Display-only widgets the frontend adds (the clip preview of a loader, PreviewAny's text); graphToPrompt sends
 # them as "" and the server ignores them.
 DISPLAY_WIDGETS = {"video-preview", "preview"}
-# Thrown by a setting's onChange at every startup of frontend 1.27.10 (docs/workflow-format.md); harmless.
-BENIGN_PAGE_ERRORS = ("Cannot read properties of undefined (reading 'id')",)
 
-LOAD_JS = """
-async ([url, name, given]) => {  // the workflow served at url (a template), or the given one
-    const response = given ? null : await fetch(url);
-    const workflow = given ?? await response.json();
-    await app.loadGraphData(workflow, true, true, name);
-    await new Promise((resolve) => setTimeout(resolve, 400));  // dialogs and toasts render on later ticks
-    const { output } = await app.graphToPrompt();
-    const notes = app.graph.nodes.filter((n) => n.type === "MarkdownNote").map((n) => {
-        const box = n.widgets[0].element;
-        const text = box.querySelector(".ProseMirror");
-        const bottom = Math.max(...[...text.children].map((c) => c.offsetTop + c.offsetHeight));
-        return { id: n.id, visible: box.clientHeight, text: bottom };
-    });
-    return {
-        status: response?.status,
-        dialogs: [...document.querySelectorAll("div.p-dialog.global-dialog[role=dialog]")]
-            .map((d) => `${d.getAttribute("aria-labelledby")}: ${d.innerText.slice(0, 300)}`),
-        warnings: [...document.querySelectorAll(".p-toast-message-warn, .p-toast-message-error")]
-            .map((t) => t.innerText.slice(0, 300)),
-        unregistered: app.graph.nodes.map((n) => n.type).filter((t) => !(t in LiteGraph.registered_node_types)),
-        saved: JSON.stringify(app.graph.serialize()),
-        prompt: JSON.stringify(output),
-        notes,
-    };
-}
-"""
 FIT_JS = """
 () => {  // the whole drawing, group titles included, centred in the canvas
     const rects = [...app.graph.nodes.map((n) => n.boundingRect), ...app.graph.groups.map((g) => g._bounding)];
@@ -92,26 +50,6 @@ FIT_JS = """
 """
 
 
-def require_browser() -> str:
-    """The system Chromium; skip without it or without Playwright (fail under CI)."""
-    missing = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("pip install playwright  (not 'playwright install': the system Chromium is used)")
-    chromium = os.environ.get("SMA_CHROMIUM") or shutil.which("chromium")
-    if not chromium or not os.path.exists(chromium):
-        missing.append("apt-get install -y --no-install-recommends chromium (or SMA_CHROMIUM=<path>)")
-    if missing:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("browser tests need: " + "; ".join(missing))
-    return chromium
-
-
-def _get(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return response.status, response.headers.get("Content-Type", ""), response.read()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """ComfyUI serving its frontend, with ADE and this pack, empty model files under the workflows' names,
@@ -123,49 +61,30 @@ def server(tmp_path_factory):
         target.mkdir(parents=True, exist_ok=True)
         for seed, name in enumerate(names):
             if folder == "input":
-                clip = moving_shapes_clip(frames=16, height=128, width=128, seed=seed)
-                write_video(target / name, clip.frames, fps=8)
+                write_clip(target / name, 16, 128, seed)
             else:
                 (target / name).touch()
-    user = base / "user"
-    (user / "default").mkdir(parents=True)
-    (user / "default" / "comfy.settings.json").write_text(json.dumps(SETTINGS))
-    with comfy_server(base, "--user-directory", str(user)) as server:
+    with serve(base) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def browser(server):
     """A page of the ready frontend (focus mode: canvas only), and the page errors seen so far."""
-    executable = require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            context = chromium.new_context(viewport=VIEWPORT)
-            context.route(lambda url: url.startswith("http") and not url.startswith(server.url),
-                          lambda route: route.abort())  # offline and deterministic: only the local server
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server.url)
-            page.wait_for_function(READY, timeout=60_000)
-            page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
-            yield SimpleNamespace(page=page, errors=errors)
-        finally:
-            chromium.close()
+    with frontend(server.url) as browser:
+        browser.page.evaluate("() => app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
+        yield browser
 
 
 def test_the_pack_serves_its_workflows_as_templates(server):
-    status, _, body = _get(f"{server.url}/workflow_templates")
+    status, _, body = get(f"{server.url}/workflow_templates")
     templates = json.loads(body)
     assert status == 200 and sorted(templates[PACK_DIR_NAME]) == NAMES  # each once: one folder holds them
     for name in NAMES:
-        status, _, body = _get(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.json")
+        status, _, body = get(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.json")
         assert status == 200 and json.loads(body) == json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
         if (WORKFLOW_DIR / f"{name}.jpg").exists():  # the template browser's thumbnail
-            status, kind, _ = _get(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg")
+            status, kind, _ = get(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg")
             assert status == 200 and kind == "image/jpeg"
 
 
@@ -276,3 +195,4 @@ def test_the_checks_see_a_broken_workflow(browser):
         browser.page.keyboard.press("Escape")
         for button in browser.page.query_selector_all(".p-toast-message .p-toast-close-button"):
             button.click()
+

@@ -1,7 +1,7 @@
 """The host stays healthy: the real ComfyUI + AnimateDiff-Evolved process (in-process harness, CPU) runs
 trainings back to back without keeping memory, threads or open files; a failing prompt leaves the next one
-working; a re-queued cancelled training trains fully; nothing tries the network; a bad motion LoRA is an
-error in the UI (no traceback) and never reaches ADE's motion model half-applied.
+working; nothing tries the network; a bad motion LoRA is an error in the UI (no traceback) and never reaches
+ADE's motion model half-applied. A re-queue after a cancel is tested in test_host_nodes.
 
 Models are the random full-size SD1.5 checkpoint and v3 motion module of the other host tests; clips are
 4 frames at 64 x 64 so each training step takes seconds.
@@ -103,8 +103,8 @@ def test_two_trainings_back_to_back_keep_no_memory_threads_or_files_and_never_us
     train(comfy_host, made, lora_dir, motion, "health_warmup", steps=1, seed=10)  # loads and caches the models
     settle()
     before = (rss_bytes(), os_threads(), threading.active_count(), open_fds())
-    first = train(comfy_host, made, lora_dir, motion, "health_first", steps=2, seed=11)
-    second = train(comfy_host, made, lora_dir, motion, "health_second", steps=2, seed=12)
+    first = train(comfy_host, made, lora_dir, motion, "health_first", steps=1, seed=11)
+    second = train(comfy_host, made, lora_dir, motion, "health_second", steps=1, seed=12)
     settle()
     after = (rss_bytes(), os_threads(), threading.active_count(), open_fds())
     if torch.cuda.is_available():
@@ -114,7 +114,7 @@ def test_two_trainings_back_to_back_keep_no_memory_threads_or_files_and_never_us
           f"({growth:+.1%}); OS threads {before[1]} -> {after[1]}, Python threads {before[2]} -> {after[2]}, "
           f"open fds {before[3]} -> {after[3]}", file=sys.stderr)
     (first_state, first_meta), (second_state, second_meta) = load_motion_lora(first), load_motion_lora(second)
-    assert first_meta["steps"] == 2 and second_meta["steps"] == 2 and first_state.keys() == second_state.keys()
+    assert first_meta["steps"] == 1 and second_meta["steps"] == 1 and first_state.keys() == second_state.keys()
     assert any(not torch.equal(first_state[k], second_state[k]) for k in first_state)  # the second really trained
     assert abs(growth) <= RSS_TOLERANCE, f"RSS {before[0]} -> {after[0]} ({growth:+.1%})"
     assert after[1] <= before[1] and after[2] <= before[2], "threads were left running"
@@ -147,24 +147,6 @@ def test_failing_prompts_leave_the_next_one_working(host, monkeypatch):
     path = train(comfy_host, made, lora_dir, motion, "health_after_errors", steps=1, seed=14)
     state, metadata = load_motion_lora(path)
     assert metadata["steps"] == 1 and all(bool(torch.isfinite(t).all()) for t in state.values())
-
-
-def test_requeue_after_cancel_trains_fully(host):
-    comfy_host, control, lora_dir, made, motion = host
-    prompt = train_prompt(motion, lora_name="health_requeue", steps=3, seed=15, checkpoint_every=0, preview_every=0,
-                          spatial_path=False)
-    made.append(lora_dir / "health_requeue.safetensors")
-    control["cancel_at"] = 1
-    try:
-        comfy_host.run(prompt, expect_success=False)
-    finally:
-        control["cancel_at"] = None
-    assert any(event == "execution_interrupted" for event, _ in comfy_host.executor.status_messages)
-    assert load_motion_lora(lora_dir / "health_requeue.safetensors")[1]["stopped_early"] is True
-    comfy_host.run(prompt)  # the same graph again
-    assert comfy_host.output(TRAIN, 0) == "health_requeue.safetensors"
-    _, metadata = load_motion_lora(lora_dir / "health_requeue.safetensors")
-    assert metadata["steps"] == 3 and metadata["stopped_early"] is False
 
 
 def test_bad_motion_lora_is_a_ui_error_and_ade_motion_model_stays_unpatched(host):

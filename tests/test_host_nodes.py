@@ -152,13 +152,14 @@ def test_applied_lora_changes_the_generation_and_strength_zero_does_not(host, tr
     assert comfy_host.output(SAMPLER)["samples"].shape[0] == FRAMES
 
 
-def test_cancel_saves_a_partial_lora_and_the_host_keeps_serving(host, trained):
+def test_cancel_saves_a_partial_lora_the_host_keeps_serving_and_a_requeue_trains_fully(host, trained):
     comfy_host, progress, lora_dir, made, motion = host
     name = "host_test_cancelled"
     made.add(f"{name}.safetensors")
+    prompt = train_prompt(motion, lora_name=name, steps=2, seed=1, spatial_path=False, preview_every=0)
     progress["cancel_at"] = 1
     try:
-        comfy_host.run(train_prompt(motion, lora_name=name, steps=4, seed=1, spatial_path=False), expect_success=False)
+        comfy_host.run(prompt, expect_success=False)
     finally:
         progress["cancel_at"] = None
     assert not comfy_host.executor.success
@@ -166,6 +167,10 @@ def test_cancel_saves_a_partial_lora_and_the_host_keeps_serving(host, trained):
     state, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
     assert metadata["steps"] == 1 and metadata["stopped_early"] is True
     assert len(state) == 2 * 160
+    comfy_host.run(prompt)  # the same graph again: the cancelled training is not taken from the cache
+    assert comfy_host.output(TRAIN, 0) == f"{name}.safetensors" and TRAIN not in cached_nodes(comfy_host)
+    _, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
+    assert metadata["steps"] == 2 and metadata["stopped_early"] is False
     comfy_host.run({  # the next prompt runs normally
         "video": {"class_type": "SMA_LoadReferenceVideo", "inputs": {
             "video": "reference.mp4", "frame_load_cap": 2, "skip_first_frames": 1, "select_every_nth": 1,
@@ -252,7 +257,7 @@ def test_one_queue_trains_and_generates_with_the_new_lora(host, trained):
     comfy_host, _, lora_dir, made, motion = host
     name = "host_test_one_queue"
     made.add(f"{name}.safetensors")
-    assert not (lora_dir / f"{name}.safetensors").exists()  # nothing to pick from a file list yet
+    (lora_dir / f"{name}.safetensors").unlink(missing_ok=True)  # left by an interrupted earlier run
     comfy_host.run(generate_prompt(motion))
     plain = comfy_host.output(DECODE).clone()
     comfy_host.run(train_and_generate_prompt(motion, name))

@@ -23,9 +23,7 @@ from ..training.config import (
 )
 
 DEMO_STEPS = 150
-DEMO_FRAMES = 8
-DEMO_SIZE = 64
-DEMO_MAX_FRAMES = 32
+DEMO_SAMPLES = 4
 """The v3 motion module's positional-encoding length."""
 
 VIDEO_FRAMES = 16
@@ -127,18 +125,19 @@ def config_default(name: str) -> object:
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="train a motion LoRA on a synthetic clip with a tiny model (CPU, about a minute, no downloads)",
-        description="Runs the whole pipeline on the CPU with nothing to download: a synthetic clip of moving shapes, "
-                    "latents from a fixed linear map instead of a VAE, a tiny random-weight AnimateDiff (v3 layout) "
-                    "model, SMA motion-LoRA training and an evaluation of the LoRA. Writes the LoRA, the reference "
-                    "clip, a loss curve, a spectra panel and summary.json into --out.")
+        "demo", help="learn a motion from a toy clip and give it to a new appearance (CPU, about a minute, "
+                     "no downloads)",
+        description="Runs the whole pipeline on the CPU with nothing to download: the pretrained toy base shipped "
+                    "with the pack (a tiny AnimateDiff-structured model), a reference clip from the toy world, SMA "
+                    "motion-LoRA training, then clips of a new appearance without and with the LoRA, side by side "
+                    "in a GIF, and the trajectory error of each against the reference motion. Writes the LoRA, "
+                    "demo.gif, a loss curve and summary.json into --out.")
     parser.add_argument("--out", default="sma_demo", help="output folder, created if needed (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=DEMO_FRAMES,
-                        help=f"frames of the clip, 3..{DEMO_MAX_FRAMES} (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=DEMO_SIZE,
-                        help="frame width and height in px, a multiple of 64 (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the clip, the model and training (default: 0)")
+    parser.add_argument("--samples", type=int, default=DEMO_SAMPLES,
+                        help="clips generated with and without the LoRA, 1..16 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the clip, the training and the samples "
+                                                            "(default: 0)")
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -91,13 +91,22 @@ def noise_scheduler():
     return make_noise_scheduler(PREDICTION)
 
 
+SAMPLING_ETA = 1.0
+"""DDIM's eta for the toy base: 1 = ancestral (fresh noise at every step, like DDPM). Measured on a 900-step
+base, 7 appearances: deterministic DDIM (eta 0) left the shapes jumping between frames (temporal coherence
+0.15, 1.55 px/frame against 0.57 in the training clips); with eta 1 and 50 steps, 0.46 and 1.00 px/frame.
+The fresh noise lets later steps correct the small model's early errors. On the shipped base both pass the
+quality checks (28 appearances, 25 steps); eta 1 gives the smoother motion (coherence 0.66 against 0.50)."""
+
+
 @torch.no_grad()
 def sample(model: nn.Module, tokens: torch.Tensor, frames: int, size: int, generator: torch.Generator,
-           steps: int = 25, bypass_motion: bool = False) -> torch.Tensor:
-    """DDIM samples ``[B, F, 4, size, size]`` for appearance tokens ``[B, T, D]`` (eta 0, no guidance).
+           steps: int = 25, bypass_motion: bool = False, eta: float = SAMPLING_ETA) -> torch.Tensor:
+    """DDIM samples ``[B, F, 4, size, size]`` for appearance tokens ``[B, T, D]`` (no guidance).
 
     ``bypass_motion``: sample with every motion module returning its input (each frame alone).
-    The initial noise comes from ``generator`` (CPU), so samples do not depend on the device.
+    All noise (initial and, with ``eta`` > 0, per step) comes from ``generator`` (CPU), so samples do not
+    depend on the device.
     """
     device = next(model.parameters()).device
     scheduler = DDIMScheduler.from_config(noise_scheduler().config)
@@ -109,6 +118,7 @@ def sample(model: nn.Module, tokens: torch.Tensor, frames: int, size: int, gener
     with context:
         for t in scheduler.timesteps:
             out = model(x, t.to(device), encoder_hidden_states=text).sample
-            x = scheduler.step(out, t, x).prev_sample
+            noise = torch.randn(x.shape, generator=generator).to(device) if eta > 0 else None
+            x = scheduler.step(out, t, x, eta=eta, variance_noise=noise).prev_sample
     return x.transpose(1, 2).float()
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
-from .base import FAMILY, PREDICTION, new_base, noise_scheduler
+from .base import FAMILY, PREDICTION, load_base, new_base, noise_scheduler
 from .codec import embed_appearance, encode
 from .world import FAMILIES, Nuisance, Scene, random_scenes, render
 
@@ -40,6 +40,7 @@ class PretrainConfig:
     size: int = 16
     seed: int = 0
     grad_clip: float = 1.0
+    init: str | None = None  # a folder with base files to continue from (None: a fresh base)
     precision: str = "fp32"  # or "bf16" (autocast on CUDA); the tiny model is launch-bound, casts cost more
 
     def resolved_warmup(self) -> int:
@@ -83,7 +84,7 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     pool_device = pool.to(device)
     tokens_all = embed_appearance(pool_device.appearance, 32, config.size)
 
-    model = new_base(config.seed).to(device).train()
+    model = (load_base(config.init, device) if config.init else new_base(config.seed)).to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     scheduler = noise_scheduler()
     abar = scheduler.alphas_cumprod.to(device, torch.float32)

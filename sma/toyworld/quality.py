@@ -3,8 +3,8 @@
 Three checks on samples for random appearances (every motion family's appearances, one or two shapes):
 
 1. recognisable: the conditioned shape is found by its colour in at least ``MIN_FOUND`` of the frames;
-2. moving: the mean outline speed of the samples is within ``SPEED_RANGE`` x that of training clips
-   (measured by the same tracker);
+2. moving: the mean centroid displacement per frame of the samples is within ``SPEED_RANGE`` x that of
+   the training clips (measured by the same tracker);
 3. the motion module matters: temporal coherence (the share of frame triples where the shape is found
    and its centroid accelerates less than ``ACCEL_LIMIT`` px/frame^2) drops by at least ``MIN_COHERENCE_DROP``
    when the motion modules are bypassed (every frame is then sampled on its own).
@@ -19,7 +19,7 @@ from torch import nn
 
 from .base import sample
 from .codec import decode, embed_appearance
-from .tracker import Motion, Track, mean_speed, track
+from .tracker import Motion, Track, track
 from .world import FAMILIES, Nuisance, Scene, random_scenes, render
 
 MIN_FOUND = 0.9
@@ -30,8 +30,8 @@ MIN_COHERENCE_DROP = 0.2
 
 @dataclass
 class ClipStats:
-    """Tracker statistics of a batch of clips: ``found`` (share of frames), ``speed`` (mean outline
-    speed, px/frame, over frame pairs found in both), ``coherence`` (share of coherent frame triples)."""
+    """Tracker statistics of a batch of clips: ``found`` (share of frames), ``speed`` (mean centroid
+    displacement, px/frame, over frame pairs found in both), ``coherence`` (share of coherent frame triples)."""
 
     found: float
     speed: float
@@ -56,7 +56,7 @@ def clip_stats(frames: torch.Tensor, scene: Scene) -> ClipStats:
                 continue
             t = track(frames[i].cpu(), colours[i, p].cpu(), float(areas[i, p]), float(radii[i, p]))
             found.append(t.found.float())
-            speed = mean_speed(Motion.of_track(t), float(radii[i, p]))
+            speed = Motion.of_track(t).displacement.norm(dim=-1)
             speeds.append(speed[~speed.isnan()])
             coherent.append(_coherent(t).float())
     moved = torch.cat(speeds)

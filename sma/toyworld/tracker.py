@@ -4,7 +4,7 @@ The background of toy clips is grey, so a pixel ``(1 - a) grey + a colour`` has 
 RGB) ``a * chroma(colour)`` and the colour's hue: :func:`colour_mask` recovers the coverage ``a`` of
 one colour from the frames alone. :func:`track` turns the mask into a pose per frame: centroid,
 orientation of the major axis (second moments; defined modulo pi) and scale (square root of the area
-relative to the shape's nominal area).
+relative to the shape's nominal area), measured on the connected blob around the mask's densest spot.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 HUE_TOLERANCE = math.radians(30)
@@ -21,6 +22,8 @@ MASK_FLOOR = 0.3
 AREA_RANGE = (0.3, 4.0)
 """A frame counts as 'found' when the masked area is within this factor range of the nominal area ..."""
 MAX_SPREAD = 2.0
+MIN_ELONGATION = 1.2
+"""Orientation is only read from masks at least this elongated (major / minor std); rounder blobs have none."""
 """... and the mask is one compact blob: its radius of gyration at most this factor times the shape's."""
 
 
@@ -39,6 +42,23 @@ def colour_mask(frames: Tensor, colour: Tensor) -> Tensor:
     close = torch.cos(hue - target_hue) >= math.cos(HUE_TOLERANCE)
     alpha = (chroma / target_chroma.clamp(min=1e-6)).clamp(0, 1)
     return torch.where(close & (alpha >= MASK_FLOOR), alpha, torch.zeros_like(alpha))
+
+
+def main_blob(mask: Tensor) -> Tensor:
+    """``mask [F, H, W]`` restricted to the 8-connected region around its densest 3 x 3 spot per frame,
+    so isolated speckles of the colour (sampling noise) do not move the centroid."""
+    frames = mask[:, None].float()
+    density = F.avg_pool2d(frames, 3, stride=1, padding=1).flatten(1)  # [F, H*W]
+    seed = torch.zeros_like(density)
+    seed[torch.arange(len(seed)), density.argmax(dim=1)] = 1.0
+    region = seed.view_as(frames) * (frames > 0)
+    inside = (frames > 0).float()
+    for _ in range(mask.shape[-1] + mask.shape[-2]):
+        grown = F.max_pool2d(region, 3, stride=1, padding=1) * inside
+        if torch.equal(grown, region):
+            break
+        region = grown
+    return mask * region[:, 0]
 
 
 @dataclass
@@ -67,7 +87,7 @@ def track(frames: Tensor, colour: Tensor, nominal_area: float, nominal_radius: f
     ``nominal_area`` / ``nominal_radius``: its area (px) and radius of gyration (px) at scale 1 (see
     ``Appearance.area`` and ``Appearance.radius``).
     """
-    mask = colour_mask(frames.float(), colour).double()  # [F, H, W]
+    mask = main_blob(colour_mask(frames.float(), colour)).double()  # [F, H, W]
     h, w = mask.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                             indexing="ij")
@@ -107,8 +127,11 @@ class Motion:
 
     @staticmethod
     def of_track(t: Track) -> "Motion":
-        return Motion(t.centre[1:] - t.centre[:-1], wrap_half_turn(t.angle[1:] - t.angle[:-1]),
-                      torch.log(t.scale[1:] / t.scale[:-1]))
+        """Spin counts only between frames where the mask is elongated enough to have an orientation."""
+        oriented = t.elongation >= MIN_ELONGATION
+        spin = wrap_half_turn(t.angle[1:] - t.angle[:-1])
+        spin = torch.where(oriented[1:] & oriented[:-1] | spin.isnan(), spin, torch.zeros_like(spin))
+        return Motion(t.centre[1:] - t.centre[:-1], spin, torch.log(t.scale[1:] / t.scale[:-1]))
 
     @staticmethod
     def of_poses(centre: Tensor, angle: Tensor, scale: Tensor) -> "Motion":

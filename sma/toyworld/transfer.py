@@ -10,7 +10,8 @@ spatial LoRA off, as at inference) and measures, against the known M:
   outline motion from spin and scale), over frame pairs where B's shapes are found;
 - ``fidelity``: the pack's motion-fidelity score (:func:`sma.metrics.trajectory_fidelity`, 1 = same
   motion) on outline points (centre and the ends of both axes) of the tracked and the true poses;
-- ``leak``: how much of A's colours shows in B's samples (masked area / A's area; 0 = none);
+- ``leak``: how much of A's colours shows in B's samples (area of the largest blob of each of A's colours /
+  A's area; 0 = none);
 - ``adherence``: the share of frames where B's shapes are found (1 = B is still B).
 """
 
@@ -28,7 +29,7 @@ from ..training import TrainCallbacks, TrainConfig, Trainer, TrainingClip, Train
 from ..training.model import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .base import load_base, noise_scheduler, sample
 from .codec import decode, embed_appearance, encode
-from .tracker import Motion, colour_mask, motion_error, track, wrap_half_turn
+from .tracker import Motion, colour_mask, main_blob, motion_error, track, wrap_half_turn
 from .world import HUES_DEG, KINDS, Appearance, Nuisance, Scene, random_scenes, render, with_appearance
 
 FRAMES = 8
@@ -154,7 +155,7 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
             if centre is not None:
                 generated = outline_points(centre, _unwrapped(angle, float(truth[1][0])), scale, radius)
                 fidelities.append(torch.tensor(trajectory_fidelity(outline_points(*truth, radius), generated)))
-            leaked = colour_mask(clip, colours_a[p]).sum(dim=(-2, -1)) / float(ref.appearance.area()[0, p])
+            leaked = main_blob(colour_mask(clip, colours_a[p])).sum(dim=(-2, -1)) / float(ref.appearance.area()[0, p])
             leaks.append(leaked.mean())
     mean = lambda values: float(torch.stack(values).mean()) if values else float("nan")  # noqa: E731
     return SampleScores(error=mean(errors), fidelity=mean(fidelities), leak=mean(leaks), adherence=mean(found))
