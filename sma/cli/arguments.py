@@ -125,7 +125,7 @@ def config_default(name: str) -> object:
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="learn a motion from a toy clip and give it to a new appearance (CPU, about a minute, "
+        "demo", help="learn a motion from a toy clip and give it to a new appearance (CPU, a minute or two, "
                      "no downloads)",
         description="Runs the whole pipeline on the CPU with nothing to download: the pretrained toy base shipped "
                     "with the pack (a tiny AnimateDiff-structured model), a reference clip from the toy world, SMA "
