@@ -55,13 +55,17 @@ BETTER = {"error": "lower", "fidelity": "higher", "leak": "lower", "adherence": 
 class Budget:
     """Training and evaluation budget shared by every run of one ablation."""
 
-    steps: int = 300
+    steps: int = 400
     rank: int = 16
     lr: float = 3e-3
     targets: tuple[str, ...] = ("attention", "ff", "proj")
+    timestep_min: int = 400
     samples: int = 6
     sample_steps: int = 25
     strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    appearance_b: str = "shape"
+    """``shape``: B keeps A's colours on another shape and background; ``new``: B also has other colours
+    and texture (``sma.toyworld.transfer``)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Preset:
 
 PRESETS = {
     "gpu": Preset(Budget(), seeds=(0, 1, 2), workers=12),
-    "cpu": Preset(Budget(steps=100, samples=3, sample_steps=15), seeds=(0, 1, 2),
+    "cpu": Preset(Budget(samples=3, sample_steps=15), seeds=(0, 1, 2),
                   sweep_families=("translate", "orbit"), sweep_modes=("plus",), workers=2),
     "smoke": Preset(Budget(steps=2, samples=1, sample_steps=2, strengths=(0.0, 1.0)), seeds=(0,),
                     families=("translate",), sweep_families=(), workers=1),
@@ -126,7 +130,7 @@ def train_config(run: Run, budget: Budget):
     return TrainConfig(steps=budget.steps, rank=budget.rank, learning_rate=budget.lr,
                        spatial_learning_rate=budget.lr / 3, targets=budget.targets, sma_mode=run.mode,
                        lambda_global=run.lambda_global, lambda_local=run.lambda_local, seed=run.seed,
-                       precision="fp32", gradient_checkpointing=False, **settings)
+                       timestep_min=budget.timestep_min, precision="fp32", gradient_checkpointing=False, **settings)
 
 
 def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dict[str, Any]]:
@@ -140,6 +144,8 @@ def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dic
 
     started = time.perf_counter()
     task = transfer.make_task(run.family, run.seed)
+    if budget.appearance_b == "shape":
+        task = transfer.new_shape_and_background(task)
     model = load_base(base, device)
     trainer = Trainer(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
                       train_config(run, budget), device=device)
@@ -301,18 +307,21 @@ def plot(rows: list[dict], families: list[str], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     strengths = sorted({r["strength"] for r in rows})
     colours = {"off": "#777777", "paper": "#1f77b4", "plus": "#d62728"}
+    # B with A's colours has no colour leak to measure: then the cost side is B lost (1 - adherence)
+    leak = any(_finite(r["leak"]) for r in rows)
+    cost = (lambda r: r["leak"]) if leak else (lambda r: 1 - r["adherence"])  # noqa: E731
     for mode in MODES:
         xs, ys = [], []
         for s in strengths:
             chosen = _select(rows, group="main", mode=mode, strength=s)
-            xs.append(_mean_std([r["leak"] for r in chosen])[0])
+            xs.append(_mean_std([cost(r) for r in chosen])[0])
             ys.append(_mean_std([r["fidelity"] for r in chosen])[0])
         left.plot(xs, ys, "o-", color=colours[mode], label=mode)
         for x, y, s in zip(xs, ys, strengths):
             left.annotate(f"{s:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    left.set_xlabel("appearance leak (0 = none)")
+    left.set_xlabel("appearance leak (0 = none)" if leak else "frames where B is lost (0 = none)")
     left.set_ylabel("motion fidelity (1 = same motion)")
-    left.set_title("fidelity vs leak over LoRA strength (labels)")
+    left.set_title(f"fidelity vs {'leak' if leak else 'B lost'} over LoRA strength (labels)")
     left.legend()
     width = 0.27
     top = max(strengths)
@@ -402,12 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: the preset's)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the weight sweep")
     parser.add_argument("--samples", type=int, default=None, help="samples per strength (default: the preset's)")
+    parser.add_argument("--appearance-b", choices=("shape", "new"), default=None,
+                        help="shape: A's colours on another shape and background; new: other colours too "
+                             "(default: the preset's)")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds after which runs not yet started are skipped (the summary covers the rest)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
     budget = budget if args.samples is None else replace(budget, samples=args.samples)
+    budget = budget if args.appearance_b is None else replace(budget, appearance_b=args.appearance_b)
     families = tuple(args.families.split(",")) if args.families else (preset.families or FAMILIES)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else preset.seeds
     sweep = () if args.no_sweep else (families if preset.sweep_families is None else preset.sweep_families)

@@ -33,6 +33,10 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One OpenMP thread per worker (and per subprocess it starts): workers side by side on a few cores
+    # with several busy-waiting OpenMP threads each run many times slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def comfyui_path() -> Path | None:
@@ -51,10 +55,20 @@ def require_host() -> Path:
     return path
 
 
+XDIST_GROUPS = {"test_host_": "host", "test_browser": "host", "test_demo.py": "demo", "test_cli.py": "demo"}
+"""Under ``pytest -n N --dist loadgroup`` (the README's test command), tests whose file name starts with a key
+run in one worker: the host tests share one in-process ComfyUI, the full-size model files and the memory they
+take; the demo's users share one demo run."""
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if Path(str(item.fspath)).name.startswith("test_host_"):
+        name = Path(str(item.fspath)).name
+        if name.startswith("test_host_"):
             item.add_marker(pytest.mark.host)
+        group = next((group for prefix, group in XDIST_GROUPS.items() if name.startswith(prefix)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_configure(config):
@@ -121,7 +135,7 @@ def _generated_file(path: Path, make) -> Path:
     if not path.is_file():
         import safetensors.torch
 
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         safetensors.torch.save_file(make(), str(tmp))
         os.replace(tmp, path)
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def ablation():
 
 
 def test_smoke_run_executes_the_real_path(ablation, tmp_path):
-    assert ablation.main(["--preset", "smoke", "--out", str(tmp_path)]) == 0
+    assert ablation.main(["--preset", "smoke", "--appearance-b", "new", "--out", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted({r["mode"] for r in rows}) == ["off", "paper", "plus"]
     assert len(rows) == 3 * 2 and {r["strength"] for r in rows} == {0.0, 1.0}
@@ -38,7 +39,24 @@ def test_smoke_run_executes_the_real_path(ablation, tmp_path):
     assert "| **translate** | error |" in table and "paper − off" in table and "plus − off" in table
     image = np.asarray(Image.open(tmp_path / "ablation.png").convert("RGB"))
     assert image.shape[0] > 300 and image.shape[1] > 800 and image.std() > 10
-    assert json.loads((tmp_path / "meta.json").read_text())["preset"] == "smoke"
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["preset"] == "smoke" and meta["budget"]["appearance_b"] == "new"
+
+
+def test_b_with_the_reference_colours_keeps_them_and_has_no_colour_leak():
+    """The default B (``shape``): A's colours on B's shape and background. The reference clip itself, scored
+    as a sample of it, tracks (its shape differs, its motion is M's) and reports no leak (NaN), not a false 1."""
+    from sma.toyworld import transfer
+
+    task = transfer.make_task("translate", 3)
+    shape = transfer.new_shape_and_background(task)
+    a, b, new = task.reference.appearance, shape.target, task.target
+    assert torch.equal(b.hue, a.hue) and torch.equal(b.value, a.value) and torch.equal(b.striped, a.striped)
+    assert torch.equal(b.kind, new.kind) and torch.equal(b.grey, new.grey) and not torch.equal(b.kind, a.kind)
+    assert not torch.equal(shape.target_tokens, task.tokens) and torch.equal(shape.latents, task.latents)
+    scores = transfer.score_samples(task.frames[None], shape)
+    assert math.isnan(scores.leak) and scores.adherence > 0.5 and scores.error < 1.0
+    assert transfer.score_samples(task.frames[None], task).leak > 0.5  # B = new colours: A's colour is all leak
 
 
 def test_plan_covers_modes_families_and_the_sweep(ablation):

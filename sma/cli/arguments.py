@@ -22,7 +22,7 @@ from ..training.config import (
     SMA_MODES,
 )
 
-DEMO_STEPS = 150
+DEMO_STEPS = 400
 DEMO_SAMPLES = 4
 """The v3 motion module's positional-encoding length."""
 

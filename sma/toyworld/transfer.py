@@ -11,7 +11,7 @@ spatial LoRA off, as at inference) and measures, against the known M:
 - ``fidelity``: the pack's motion-fidelity score (:func:`sma.metrics.trajectory_fidelity`, 1 = same
   motion) on outline points (centre and the ends of both axes) of the tracked and the true poses;
 - ``leak``: how much of A's colours shows in B's samples (area of the largest blob of each of A's colours /
-  A's area; 0 = none);
+  A's area; 0 = none; NaN when B has A's colours, :func:`new_shape_and_background`);
 - ``adherence``: the share of frames where B's shapes are found (1 = B is still B).
 """
 
@@ -88,6 +88,21 @@ def make_task(family: str, seed: int, frames: int = FRAMES, size: int = SIZE,
                         target=target, target_tokens=embed_appearance(target, 32, scene.width))
 
 
+def retarget(task: TransferTask, target: Appearance) -> TransferTask:
+    """The same reference clip with another appearance B to generate."""
+    return replace(task, target=target, target_tokens=embed_appearance(target, 32, task.reference.width))
+
+
+SHAPE_AND_BACKGROUND = ("kind", "size", "aspect", "grey", "waves")
+"""The appearance fields :func:`new_shape_and_background` takes from B."""
+
+
+def new_shape_and_background(task: TransferTask) -> TransferTask:
+    """The task with B = A's colours (hue, brightness, texture) on B's shapes, sizes and background."""
+    appearance = task.reference.appearance
+    return retarget(task, replace(appearance, **{name: getattr(task.target, name) for name in SHAPE_AND_BACKGROUND}))
+
+
 def train_motion_lora(task: TransferTask, config: TrainConfig, base: str | None = None,
                       device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None
                       ) -> tuple[nn.Module, TrainResult]:
@@ -155,8 +170,9 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
             if centre is not None:
                 generated = outline_points(centre, _unwrapped(angle, float(truth[1][0])), scale, radius)
                 fidelities.append(torch.tensor(trajectory_fidelity(outline_points(*truth, radius), generated)))
-            leaked = main_blob(colour_mask(clip, colours_a[p])).sum(dim=(-2, -1)) / float(ref.appearance.area()[0, p])
-            leaks.append(leaked.mean())
+            if not torch.allclose(colours_a[p], colours_b[p]):  # with A's own colour, B's shape would count
+                leaked = main_blob(colour_mask(clip, colours_a[p])).sum(dim=(-2, -1)) / float(ref.appearance.area()[0, p])
+                leaks.append(leaked.mean())
     mean = lambda values: float(torch.stack(values).mean()) if values else float("nan")  # noqa: E731
     return SampleScores(error=mean(errors), fidelity=mean(fidelities), leak=mean(leaks), adherence=mean(found))
 
