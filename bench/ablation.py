@@ -272,7 +272,9 @@ def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
         f"## Mean ± std over seeds, LoRA strength {strength}",
         "",
         "error: trajectory error, px/frame (lower is better); fidelity: trajectory score (1 = same motion); "
-        "leak: reference colours in the samples (0 = none); adherence: target shapes found (1 = all frames).",
+        "leak: how much of the reference's appearance shows in the samples (0 = none; B with new colours: the "
+        "reference's colours, as a share of its shape's area; B with the reference's colours: its background's "
+        "brightness, 1 = the reference's); adherence: target shapes found (1 = all frames).",
         "",
         *main_table(rows, families, strength),
         "",
@@ -307,7 +309,7 @@ def plot(rows: list[dict], families: list[str], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     strengths = sorted({r["strength"] for r in rows})
     colours = {"off": "#777777", "paper": "#1f77b4", "plus": "#d62728"}
-    # B with A's colours has no colour leak to measure: then the cost side is B lost (1 - adherence)
+    # without a leak to measure (A and B alike in brightness), the cost side is B lost (1 - adherence)
     leak = any(_finite(r["leak"]) for r in rows)
     cost = (lambda r: r["leak"]) if leak else (lambda r: 1 - r["adherence"])  # noqa: E731
     for mode in MODES:

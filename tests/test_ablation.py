@@ -43,19 +43,24 @@ def test_smoke_run_executes_the_real_path(ablation, tmp_path):
     assert meta["preset"] == "smoke" and meta["budget"]["appearance_b"] == "new"
 
 
-def test_b_with_the_reference_colours_keeps_them_and_has_no_colour_leak():
-    """The default B (``shape``): A's colours on B's shape and background. The reference clip itself, scored
-    as a sample of it, tracks (its shape differs, its motion is M's) and reports no leak (NaN), not a false 1."""
+def test_b_with_the_reference_colours_keeps_them_and_leak_measures_the_background():
+    """The default B (``shape``): A's colours on B's shape and background. Its leak is how far the background
+    moved from B's towards A's: the reference clip scored as a sample of B (its motion is M's) leaks fully,
+    B's own rendering not at all."""
     from sma.toyworld import transfer
+    from sma.toyworld.world import Nuisance, render
 
     task = transfer.make_task("translate", 3)
     shape = transfer.new_shape_and_background(task)
     a, b, new = task.reference.appearance, shape.target, task.target
     assert torch.equal(b.hue, a.hue) and torch.equal(b.value, a.value) and torch.equal(b.striped, a.striped)
-    assert torch.equal(b.kind, new.kind) and torch.equal(b.grey, new.grey) and not torch.equal(b.kind, a.kind)
+    assert torch.equal(b.kind, new.kind) and torch.equal(b.waves, new.waves) and not torch.equal(b.kind, a.kind)
     assert not torch.equal(shape.target_tokens, task.tokens) and torch.equal(shape.latents, task.latents)
-    scores = transfer.score_samples(task.frames[None], shape)
-    assert math.isnan(scores.leak) and scores.adherence > 0.5 and scores.error < 1.0
+    assert abs(float(a.grey - b.grey)) >= 0.15
+    reference = transfer.score_samples(task.frames[None], shape)
+    assert reference.leak == pytest.approx(1.0, abs=1e-6) and reference.adherence > 0.5 and reference.error < 1.0
+    own = render(shape.target_scene(), Nuisance(), torch.Generator().manual_seed(3))
+    assert abs(transfer.score_samples(own, shape).leak) < 0.1
     assert transfer.score_samples(task.frames[None], task).leak > 0.5  # B = new colours: A's colour is all leak
 
 

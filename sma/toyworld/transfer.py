@@ -10,8 +10,9 @@ spatial LoRA off, as at inference) and measures, against the known M:
   outline motion from spin and scale), over frame pairs where B's shapes are found;
 - ``fidelity``: the pack's motion-fidelity score (:func:`sma.metrics.trajectory_fidelity`, 1 = same
   motion) on outline points (centre and the ends of both axes) of the tracked and the true poses;
-- ``leak``: how much of A's colours shows in B's samples (area of the largest blob of each of A's colours /
-  A's area; 0 = none; NaN when B has A's colours, :func:`new_shape_and_background`);
+- ``leak``: how much of A shows in B's samples. When B has other colours: the area of the largest blob of each
+  of A's colours / A's area (0 = none). When B has A's colours (:func:`new_shape_and_background`): how far
+  the background's brightness moved from B's towards A's (0 = B's, 1 = A's; NaN when the two are alike);
 - ``adherence``: the share of frames where B's shapes are found (1 = B is still B).
 """
 
@@ -30,7 +31,7 @@ from ..training.model import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .base import load_base, noise_scheduler, sample
 from .codec import decode, embed_appearance, encode
 from .tracker import Motion, colour_mask, main_blob, motion_error, track, wrap_half_turn
-from .world import HUES_DEG, KINDS, Appearance, Nuisance, Scene, random_scenes, render, with_appearance
+from .world import GREY_RANGE, HUES_DEG, KINDS, Appearance, Nuisance, Scene, random_scenes, render, with_appearance
 
 FRAMES = 8
 SIZE = 16
@@ -93,14 +94,18 @@ def retarget(task: TransferTask, target: Appearance) -> TransferTask:
     return replace(task, target=target, target_tokens=embed_appearance(target, 32, task.reference.width))
 
 
-SHAPE_AND_BACKGROUND = ("kind", "size", "aspect", "grey", "waves")
+SHAPE_AND_BACKGROUND = ("kind", "size", "aspect", "waves")
 """The appearance fields :func:`new_shape_and_background` takes from B."""
 
 
 def new_shape_and_background(task: TransferTask) -> TransferTask:
-    """The task with B = A's colours (hue, brightness, texture) on B's shapes, sizes and background."""
+    """The task with B = A's colours (hue, brightness, texture) on B's shapes, sizes and background texture,
+    its grey level at the far end of the toy world's range from A's (so a background leak shows)."""
     appearance = task.reference.appearance
-    return retarget(task, replace(appearance, **{name: getattr(task.target, name) for name in SHAPE_AND_BACKGROUND}))
+    low, high = GREY_RANGE
+    grey = torch.where(appearance.grey > (low + high) / 2, low, high)
+    return retarget(task, replace(appearance, grey=grey,
+                                  **{name: getattr(task.target, name) for name in SHAPE_AND_BACKGROUND}))
 
 
 def train_motion_lora(task: TransferTask, config: TrainConfig, base: str | None = None,
@@ -142,6 +147,17 @@ def _unwrapped(angle: Tensor, start: float) -> Tensor:
     return start + torch.cat([angle.new_zeros(1), steps.cumsum(0)])
 
 
+MIN_BACKGROUND_CONTRAST = 0.1
+"""Background leak is measured only when A's and B's backgrounds differ by this much in brightness."""
+
+
+def background_brightness(frames: Tensor, colours: Tensor) -> float:
+    """Mean brightness of ``frames [F, H, W, 3]`` away from every shape colour in ``colours [P, 3]``."""
+    shapes = torch.stack([colour_mask(frames, colour) for colour in colours]).amax(0)
+    weight = (shapes < 0.05).float()
+    return float((frames.mean(-1) * weight).sum() / weight.sum().clamp(min=1.0))
+
+
 @dataclass
 class SampleScores:
     """Scores of samples of appearance B against motion M (means over samples and shapes)."""
@@ -156,6 +172,13 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
     """Score generated RGB ``frames [S, F, H, W, 3]`` of appearance B against the task's motion M."""
     ref, target = task.reference, task.target
     colours_b, colours_a = target.colours()[0], ref.appearance.colours()[0]
+    same_colours = bool(torch.allclose(colours_a, colours_b))
+    background_a = background_b = None
+    if same_colours:  # A's colour leak cannot be told from B itself: measure A's background instead
+        background_a = background_brightness(task.frames, colours_a)
+        background_b = background_brightness(render(task.target_scene())[0], colours_b)
+        if abs(background_a - background_b) < MIN_BACKGROUND_CONTRAST:
+            background_a = None
     errors, fidelities, leaks, found = [], [], [], []
     for clip in frames:
         for p in range(int(target.present[0].sum())):
@@ -170,9 +193,12 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
             if centre is not None:
                 generated = outline_points(centre, _unwrapped(angle, float(truth[1][0])), scale, radius)
                 fidelities.append(torch.tensor(trajectory_fidelity(outline_points(*truth, radius), generated)))
-            if not torch.allclose(colours_a[p], colours_b[p]):  # with A's own colour, B's shape would count
+            if not same_colours:
                 leaked = main_blob(colour_mask(clip, colours_a[p])).sum(dim=(-2, -1)) / float(ref.appearance.area()[0, p])
                 leaks.append(leaked.mean())
+        if same_colours and background_a is not None:
+            moved = background_brightness(clip, colours_b) - background_b
+            leaks.append(torch.tensor(moved / (background_a - background_b)))
     mean = lambda values: float(torch.stack(values).mean()) if values else float("nan")  # noqa: E731
     return SampleScores(error=mean(errors), fidelity=mean(fidelities), leak=mean(leaks), adherence=mean(found))
 

@@ -37,6 +37,8 @@ FAMILIES = ("translate", "orbit", "zoom", "rotate", "oscillate", "turn", "two_sh
 KINDS = ("rect", "ellipse", "triangle")
 HUES_DEG = (0.0, 60.0, 120.0, 180.0, 240.0, 300.0)
 SATURATION = 0.85
+GREY_RANGE = (0.35, 0.65)
+"""Background grey levels drawn for random appearances."""
 BASE_SIDE = 16
 """Sizes and speeds below are for this frame side and scale with it."""
 WAVES = 3
@@ -194,7 +196,7 @@ def random_appearance(batch: int, shapes: int = 1, side: int = BASE_SIDE, genera
         hue=hue, value=_uniform(g, 0.8, 1.0, batch, 2), kind=torch.randint(0, len(KINDS), (batch, 2), generator=g),
         size=_uniform(g, 2.6, 3.4, batch, 2) * unit * small, aspect=_uniform(g, 1.5, 2.0, batch, 2),
         striped=(torch.rand(batch, 2, generator=g) < 0.5).float(), present=present,
-        grey=_uniform(g, 0.35, 0.65, batch), waves=waves)
+        grey=_uniform(g, *GREY_RANGE, batch), waves=waves)
 
 
 def _direction(angle: Tensor) -> Tensor:
