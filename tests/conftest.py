@@ -55,10 +55,12 @@ def require_host() -> Path:
     return path
 
 
-XDIST_GROUPS = {"test_host_": "host", "test_browser": "host", "test_demo.py": "demo", "test_cli.py": "demo"}
-"""Under ``pytest -n N --dist loadgroup`` (the README's test command), tests whose file name starts with a key
-run in one worker: the host tests share one in-process ComfyUI, the full-size model files and the memory they
-take; the demo's users share one demo run."""
+XDIST_GROUPS = {"test_host_": "full size", "test_browser": "full size", "test_models.py": "full size",
+                "test_demo.py": "demo", "test_cli.py": "demo"}
+"""Under ``pytest -n N`` (the README's test command; ``--dist loadgroup`` in pytest.ini), tests whose file name
+starts with a key run in one worker: the host tests share one in-process ComfyUI and the model files; they
+and the other tests of full-size models take 10-14 GB each, so they run one at a time; the demo's users
+share one demo run."""
 
 
 def pytest_collection_modifyitems(config, items):
