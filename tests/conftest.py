@@ -55,7 +55,7 @@ def require_host() -> Path:
     return path
 
 
-XDIST_GROUPS = {"test_host_": "full size", "test_browser": "full size", "test_models.py": "full size",
+XDIST_GROUPS = {"test_host_": "full_size", "test_browser": "full_size", "test_models.py": "full_size",
                 "test_demo.py": "demo", "test_cli.py": "demo"}
 """Under ``pytest -n N`` (the README's test command; ``--dist loadgroup`` in pytest.ini), tests whose file name
 starts with a key run in one worker: the host tests share one in-process ComfyUI and the model files; they
@@ -63,6 +63,7 @@ and the other tests of full-size models take 10-14 GB each, so they run one at a
 share one demo run."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = Path(str(item.fspath)).name
