@@ -2,10 +2,11 @@
 
 For every motion family and seed: a reference clip (motion M, appearance A) -> a motion LoRA trained with
 the pack's ``Trainer`` on the pretrained toy base (same step budget and settings for every mode) ->
-samples of a different appearance B at LoRA strengths 0 (the base alone), 0.5 and 1, with the same
+samples of a new appearance B (default: A's colours on another shape and background; ``--appearance-b new``:
+other colours and texture too) at LoRA strengths 0 (the base alone), 0.5 and 1, with the same
 initial noise for every mode, so modes are compared pairwise. Scores (``sma.toyworld.transfer``):
 trajectory error (px/frame, lower is better), motion fidelity (the pack's trajectory score, 1 = same
-motion), appearance leak (A's colours in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
+motion), appearance leak (how much of A shows in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
 
 A weight sweep runs on top (seed 0): ``lambda_global`` and ``lambda_local`` in {0.1, 0.4, 1.0} one at a
 time (the other at its default), and plus mode with its SNR timestep weighting off; the ``gpu`` preset
@@ -18,11 +19,12 @@ mode x family, paired differences against ``off`` with the same seeds, the sweep
 Commands::
 
     python bench/ablation.py --preset gpu --device cuda --out docs/ablation      # 16 cores + 1 GPU, ~4 min
-    python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, ~30 min
+    python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, hours
     python bench/ablation.py --preset smoke --out /tmp/ablation                   # seconds: the code path
 
-``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) and its sweep with a smaller training
-and sampling budget in 2 worker processes (about 30 minutes on 2 free cores; much longer on a busy machine);
+``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) and its sweep with a smaller sampling
+budget in 2 worker processes (each 400-step LoRA took 7-25 minutes on one thread of a busy 2-core machine,
+so the whole grid takes hours; ``--families``, ``--seeds`` and ``--deadline`` cut it down);
 ``gpu`` runs the full budget and sweep in 12 processes (a tiny model is bound by per-step overhead, so the
 processes share one GPU well).
 """
