@@ -15,8 +15,8 @@ What runs (everything seeded):
    README, "Does SMA help?") sampled from the same noise without and with the motion LoRA
    (MotionDirector's spatial LoRA off, as at inference);
 5. the generated shapes are tracked by colour and their per-frame motion compared with M: the trajectory
-   error (px/frame) without and with the LoRA, plus motion fidelity and how often the new shape is found
-   (:mod:`sma.toyworld.transfer`).
+   error (px/frame) without and with the LoRA, plus motion fidelity, how often the new shape is found and
+   how far its background turned into the reference's (:mod:`sma.toyworld.transfer`).
 
 Outputs: the LoRA (AnimateDiff-Evolved's format), ``demo.gif`` (reference | without LoRA | with LoRA,
 one row per sample), the loss curve and ``summary.json``. Unless ``OMP_NUM_THREADS`` is set, the demo uses
@@ -198,6 +198,9 @@ def _print_report(summary: dict[str, Any], files: dict[str, Path]) -> None:
           f"{off['error']:.2f} -> {on['error']:.2f} px/frame ({ratio:.0%} of the error without; 0 = same motion)")
     print(f"motion fidelity {off['fidelity']:.2f} -> {on['fidelity']:.2f} (1 = same motion); the new appearance "
           f"found in {off['adherence']:.0%} -> {on['adherence']:.0%} of frames")
+    if off["leak"] is not None and on["leak"] is not None:
+        print(f"the reference's background carried over: {off['leak']:.2f} -> {on['leak']:.2f} (0 = the new "
+              "background, 1 = the reference's)")
     print("files:")
     for name, path in files.items():
         print(f"  {name:11s} {path}")
