@@ -9,8 +9,7 @@ trajectory error (px/frame, lower is better), motion fidelity (the pack's trajec
 motion), appearance leak (how much of A shows in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
 
 A weight sweep runs on top (seed 0): ``lambda_global`` and ``lambda_local`` in {0.1, 0.4, 1.0} one at a
-time (the other at its default), and plus mode with its SNR timestep weighting off; the ``gpu`` preset
-sweeps paper and plus mode on every family, the ``cpu`` preset plus mode on translate and orbit.
+time (the other at its default), and plus mode with its SNR timestep weighting off, on translate and orbit.
 
 Outputs in ``--out``: ``results.jsonl`` (one line per run and strength), ``table.md`` (mean +- std per
 mode x family, paired differences against ``off`` with the same seeds, the sweep) and ``ablation.png``
@@ -18,15 +17,15 @@ mode x family, paired differences against ``off`` with the same seeds, the sweep
 
 Commands::
 
-    python bench/ablation.py --preset gpu --device cuda --out docs/ablation      # 16 cores + 1 GPU, ~4 min
-    python bench/ablation.py --preset cpu --out docs/ablation                     # 2 CPU cores, hours
-    python bench/ablation.py --preset smoke --out /tmp/ablation                   # seconds: the code path
+    python bench/ablation.py --preset quick --out OUT    # 4 families x 3 modes, seed 0: ~25 min on 2 CPU cores
+    python bench/ablation.py --preset full --out OUT     # 7 families x 3 modes x 3 seeds + sweep: 73 LoRAs
+    python bench/ablation.py --preset smoke --out OUT    # seconds: the code path
 
-``--preset cpu`` runs the main grid (3 modes x 7 families x 3 seeds) and its sweep with a smaller sampling
-budget in 2 worker processes (each 400-step LoRA took 7-25 minutes on one thread of a busy 2-core machine,
-so the whole grid takes hours; ``--families``, ``--seeds`` and ``--deadline`` cut it down);
-``gpu`` runs the full budget and sweep in 12 processes (a tiny model is bound by per-step overhead, so the
-processes share one GPU well).
+Every preset runs on CPU cores, one thread per LoRA in as many worker processes as there are cores (a
+400-step LoRA took about 4 minutes on one core). The tiny model is bound by per-operation overhead, so a GPU
+is not faster per LoRA than a CPU core. ``--seeds``, ``--families`` and ``--finish-by`` split the full grid
+over machines or time boxes, and ``--merge`` writes one summary of their ``results.jsonl`` files. ``quick``
+and ``full`` share one budget, so the quick rows are the full grid's seed-0 rows for those families.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -96,10 +95,14 @@ class Preset:
     workers: int = 1
 
 
+GRID_BUDGET = Budget(samples=4, sample_steps=20)
+"""The budget of the study's grid: the same on any machine, so rows from several machines combine."""
+QUICK_FAMILIES = ("translate", "orbit", "zoom", "turn")
+
 PRESETS = {
-    "gpu": Preset(Budget(), seeds=(0, 1, 2), workers=12),
-    "cpu": Preset(Budget(samples=3, sample_steps=15), seeds=(0, 1, 2),
-                  sweep_families=("translate", "orbit"), sweep_modes=("plus",), workers=2),
+    "full": Preset(GRID_BUDGET, seeds=(0, 1, 2), sweep_families=("translate", "orbit"), sweep_modes=("plus",),
+                   workers=os.cpu_count() or 1),
+    "quick": Preset(GRID_BUDGET, seeds=(0,), families=QUICK_FAMILIES, sweep_families=(), workers=2),
     "smoke": Preset(Budget(steps=2, samples=1, sample_steps=2, strengths=(0.0, 1.0)), seeds=(0,),
                     families=("translate",), sweep_families=(), workers=1),
 }
@@ -269,7 +272,7 @@ def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
         "# Motion transfer in the toy world: SMA off / paper / plus",
         "",
         f"Settings: {json.dumps(meta['budget'])}; seeds {meta['seeds']}; base: {meta['base']}; device: "
-        f"{meta['device']}; wall time {meta['seconds']:.0f} s.",
+        f"{meta['device']}; {_times(meta)}.",
         "",
         f"## Mean ± std over seeds, LoRA strength {strength}",
         "",
@@ -296,6 +299,11 @@ def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
     with atomic_write_path(out / "table.md") as tmp:
         tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
     plot(rows, families, out / "ablation.png")
+
+
+def _times(meta: dict[str, Any]) -> str:
+    runs = f"{meta['lora_seconds']:.0f} s summed over the LoRAs (training + evaluation)"
+    return runs if meta["seconds"] is None else f"wall time {meta['seconds']:.0f} s, {runs}"
 
 
 def plot(rows: list[dict], families: list[str], path: Path) -> None:
@@ -354,58 +362,75 @@ def plot(rows: list[dict], families: list[str], path: Path) -> None:
 # --- driver -------------------------------------------------------------------------------------------
 
 def run_all(runs: list[Run], budget: Budget, base: str | None, device: str, workers: int, out: Path,
-            deadline: float | None = None) -> list[dict]:
-    """Execute the runs (in ``workers`` processes when > 1), appending rows to ``results.jsonl`` as they come.
+            finish_by: float | None = None) -> list[dict]:
+    """Execute the runs in plan order (in ``workers`` processes when > 1), appending rows to ``results.jsonl``
+    as they come.
 
-    ``deadline`` (seconds from now): runs not started by then are skipped (listed in the log), so a time-boxed
-    machine still gets a summary of everything finished; runs go in plan order (main grid first).
+    ``finish_by`` (seconds from now): a run is started only if it should end by then, judged by the longest
+    run so far, so a time-boxed machine ends with whole runs and a summary; the runs left out are listed.
     """
     rows: list[dict] = []
     log = out / "results.jsonl"
     log.write_text("", encoding="utf-8")
     started = time.perf_counter()
+    longest = 0.0
 
     def keep(new_rows: list[dict], done: int) -> None:
+        nonlocal longest
         rows.extend(new_rows)
         with log.open("a", encoding="utf-8") as handle:
             for row in new_rows:
                 handle.write(json.dumps(row) + "\n")
         r = new_rows[-1]
+        longest = max(longest, r["seconds"])
         print(f"[{done}/{len(runs)}] {r['family']:10s} seed {r['seed']} {r['mode']:5s} {r['group']:5s} "
               f"lg {r['lambda_global']} ll {r['lambda_local']} snr {r['snr']}: "
               + " ".join(f"{m} {r[m]:.2f}" if _finite(r[m]) else f"{m} n/a" for m in METRICS)
-              + f" "
-              f"({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
+              + f" ({r['seconds']:.0f} s; {time.perf_counter() - started:.0f} s total)", flush=True)
 
-    def late() -> bool:
-        return deadline is not None and time.perf_counter() - started > deadline
+    def may_start() -> bool:
+        return finish_by is None or time.perf_counter() - started + longest <= finish_by
 
+    queue = list(runs)
+    done = 0
     if workers <= 1:
-        for index, run in enumerate(runs, 1):
-            if late():
-                print(f"deadline: {len(runs) - index + 1} run(s) skipped", flush=True)
-                break
-            keep(execute(run, budget, base, device), index)
-        return rows
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-    futures = [pool.submit(execute, run, budget, base, device) for run in runs]
-    try:
-        for index, future in enumerate(as_completed(futures, timeout=None), 1):
-            keep(future.result(), index)
-            if late():
-                skipped = sum(f.cancel() for f in futures)
-                print(f"deadline: {skipped} run(s) not started are skipped", flush=True)
-                break
-    finally:
-        pool.shutdown(wait=not late(), cancel_futures=True)
+        while queue and may_start():
+            done += 1
+            keep(execute(queue.pop(0), budget, base, device), done)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            active = set()
+            while queue or active:
+                while queue and len(active) < workers and may_start():
+                    active.add(pool.submit(execute, queue.pop(0), budget, base, device))
+                if not active:
+                    break
+                finished, active = wait(active, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done += 1
+                    keep(future.result(), done)
+    if queue:
+        print(f"time is up: {len(queue)} run(s) not started: "
+              + ", ".join(f"{r.family}/{r.seed}/{r.mode}/{r.group}" for r in queue), flush=True)
     return rows
+
+
+def read_results(paths: list[str]) -> list[dict]:
+    """Rows from earlier ``results.jsonl`` files (later files win for the same run and strength)."""
+    rows: dict[tuple, dict] = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[tuple(row[k] for k in (*Run.__dataclass_fields__, "strength"))] = row
+    return list(rows.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     from sma.toyworld.world import FAMILIES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument("--out", default="docs/ablation", help="output folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--base", default=None, help="folder with toy base files (default: the shipped base)")
@@ -418,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appearance-b", choices=("shape", "new"), default=None,
                         help="shape: A's colours on another shape and background; new: other colours too "
                              "(default: the preset's)")
-    parser.add_argument("--deadline", type=float, default=None,
-                        help="seconds after which runs not yet started are skipped (the summary covers the rest)")
+    parser.add_argument("--finish-by", type=float, default=None,
+                        help="seconds: start a run only if it should end by then (the summary covers what ran)")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSONL", default=None,
+                        help="run nothing: write the summary of these results.jsonl files (e.g. from several "
+                             "machines, same preset) into --out")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     budget = preset.budget if args.steps is None else replace(preset.budget, steps=args.steps)
@@ -434,14 +462,25 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers if args.workers is not None else preset.workers
     if args.device == "cpu":
         workers = min(workers, os.cpu_count() or 1)
-    print(f"{len(runs)} runs ({args.preset}: {budget}) on {args.device} with {workers} worker(s)", flush=True)
     started = time.perf_counter()
-    rows = run_all(runs, budget, args.base, args.device, workers, out, args.deadline)
+    if args.merge:
+        rows = read_results(args.merge)
+        merged = out / "results.jsonl"
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+    else:
+        print(f"{len(runs)} runs ({args.preset}: {budget}) on {args.device} with {workers} worker(s)", flush=True)
+        rows = run_all(runs, budget, args.base, args.device, workers, out, args.finish_by)
+    lora_seconds = sum(r["seconds"] for r in rows if r["strength"] == max(budget.strengths))
     meta = {"preset": args.preset, "budget": asdict(budget), "families": list(families), "seeds": list(seeds),
             "base": args.base or "shipped toy base", "device": args.device, "workers": workers,
-            "seconds": time.perf_counter() - started}
-    write_summary(rows, out, meta)
+            "seconds": None if args.merge else time.perf_counter() - started, "lora_seconds": lora_seconds,
+            "merged_from": args.merge}
     from sma.atomic import atomic_write_path
+
+    if args.merge:
+        with atomic_write_path(merged) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    write_summary(rows, out, meta)
 
     with atomic_write_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

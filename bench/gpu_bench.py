@@ -1,7 +1,7 @@
 """Measure motion-LoRA training on a real GPU: seconds per step, peak memory and the SMA share of a step.
 
-    python -m bench.gpu_bench --out results/gpu [--budget-s 240] [--limit N] [--families v3,v2]
-                              [--steps 3] [--warmup 1] [--device cuda] [--model full|tiny]
+    python -m bench.gpu_bench --out results/gpu [--budget-s 240] [--limit N] [--rows headline,bf16,...]
+                              [--families v3,v2] [--steps 3] [--warmup 1] [--device cuda] [--model full|tiny]
 
 One command, nothing downloaded: a random-weight SD1.5 UNet and AnimateDiff motion module with the real
 layout are built from the shipped configs, and the pack's own :class:`~sma.train.Trainer` trains on a
@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -357,7 +358,7 @@ def smoke(model: torch.nn.Module, device: torch.device, precision: str, args: ar
 
 def environment(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": "environment", "torch": torch.__version__, "python": platform.python_version(),
-                            "device": str(device)}
+                            "device": str(device), "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF")}
     try:
         import diffusers
 
@@ -393,7 +394,8 @@ COLUMNS = ("name", "family", "frames", "size", "precision", "checkpointing", "sp
 def table(env: dict[str, Any], lines: list[dict[str, Any]]) -> str:
     """Markdown table of the runs (measured), errors and skipped configurations."""
     head = (f"Measured on {env.get('name')} ({env['device']}, torch {env['torch']}"
-            + (f", CUDA {env['cuda']}" if env.get("cuda") else "") + f", diffusers {env.get('diffusers')}); "
+            + (f", CUDA {env['cuda']}" if env.get("cuda") else "") + f", diffusers {env.get('diffusers')}"
+            + (f", PYTORCH_CUDA_ALLOC_CONF={env['alloc_conf']}" if env.get("alloc_conf") else "") + "); "
             "random-weight SD1.5 + AnimateDiff, one clip, peaks include the weights, not the CUDA context.\n\n")
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for line in lines:
@@ -422,7 +424,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (>= 1)")
     parser.add_argument("--px-divisor", type=int, default=0, help="divide pixel sizes by this (default: 8 for tiny)")
+    parser.add_argument("--rows", default="", help="comma list of configuration names to run (default: all)")
     parser.add_argument("--smoke-only", action="store_true")
+    parser.add_argument("--no-smoke", action="store_true", help="skip the CUDA-path smoke test")
     parser.add_argument("--estimate", action="store_true", help="add bench/estimate.py's peak to each run")
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
@@ -449,6 +453,12 @@ def main() -> None:
     model_family = None
     model = None
     rows = grid(families)
+    if args.rows:
+        wanted = [name.strip() for name in args.rows.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - {row.name for row in rows})
+        if unknown:
+            parser.error(f"unknown --rows {unknown}; known: {', '.join(row.name for row in rows)}")
+        rows = [row for row in rows if row.name in wanted]
     if args.limit:
         rows = rows[:args.limit]
     for index, row in enumerate(rows):
@@ -468,7 +478,7 @@ def main() -> None:
                         "context_gib": context_gib(device)})
             if index == 0:
                 emit(env)
-                for precision in ("fp16", "bf16"):
+                for precision in () if args.no_smoke else ("fp16", "bf16"):
                     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
                         continue
                     try:

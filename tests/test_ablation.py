@@ -77,9 +77,9 @@ def test_plan_covers_modes_families_and_the_sweep(ablation):
         assert {0.1, 0.4, 1.0} <= globals_ and {0.1, 0.4, 1.0} <= locals_
     assert {r.family for r in sweep if not r.snr} == set(FAMILIES)
     assert all(r.mode == "plus" for r in sweep if not r.snr)
-    config = ablation.train_config(ablation.Run("orbit", 1, "paper", 1.0, 0.1), ablation.PRESETS["gpu"].budget)
+    config = ablation.train_config(ablation.Run("orbit", 1, "paper", 1.0, 0.1), ablation.PRESETS["full"].budget)
     assert (config.sma_mode, config.sma.lambda_global, config.sma.lambda_local, config.seed) == ("paper", 1.0, 0.1, 1)
-    no_snr = ablation.train_config(ablation.Run("orbit", 0, "plus", snr=False), ablation.PRESETS["gpu"].budget)
+    no_snr = ablation.train_config(ablation.Run("orbit", 0, "plus", snr=False), ablation.PRESETS["full"].budget)
     assert no_snr.sma.snr_gamma is None and config.sma.snr_gamma is not None
 
 

@@ -608,7 +608,12 @@ def test_format_1_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp
     resumed = resumed_trainer.run(resume_from=V1_CHECKPOINT)
     assert resumed.step == 3 and len(resumed.losses) == 3
     assert resumed.losses[:2] == state["history"]  # the old run's floats, carried over
-    assert resumed.losses == whole.losses  # and this version trains the same numbers
+    # and this version trains the same numbers, up to float rounding: the old run's optimizer looped over the
+    # tensors, this version's runs one fused kernel (same arithmetic, other rounding in the last bits)
+    assert len(resumed.losses) == len(whole.losses)
+    for old, new in zip(resumed.losses, whole.losses):
+        assert old.keys() == new.keys()
+        assert all(old[k] == pytest.approx(new[k], rel=1e-6) for k in old), (old, new)
     # The old weights were written by the code of format 1, whose float operations were ordered a little
     # differently, so bit equality is out of reach. A resume that lost the optimizer state or a step would be
     # off by about one Adam step (the learning rate, 1e-3); the weights must agree a hundred times closer.

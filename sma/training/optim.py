@@ -52,7 +52,9 @@ def make_optimizer(name: str, groups: list[dict], weight_decay: float, device: t
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(groups, weight_decay=weight_decay)
-    return torch.optim.AdamW(groups, weight_decay=weight_decay)
+    # one fused kernel per step instead of a Python loop over ~600 LoRA tensors (10 % of a toy-model step on a CPU)
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=fused or None)
 
 
 def clip_group(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
