@@ -573,6 +573,38 @@ def test_plain_diffusers_model_gets_ade_per_frame_motion_norms():
     assert norms and all(isinstance(m, FrameGroupNorm) and m.mode == "per_frame" for m in norms)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_group_norms_run_in_the_autocast_dtype_and_keep_no_fp32_copies(dtype):
+    """Under autocast the trainer's GroupNorms (spatial and temporal) return, and keep for backward, tensors
+    in autocast's dtype, not fp32 as CUDA's autocast would; the values are those of an fp32 GroupNorm."""
+    from sma.models.norms import FrameGroupNorm, LeanGroupNorm, group_norm_in_autocast_dtype
+
+    unet = tiny_motion_unet("v3", seed=0)
+    Trainer(unet, [clip()], make_noise_scheduler(), TrainConfig(steps=1, **FAST)).run()
+    norms = [m for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(isinstance(m, LeanGroupNorm) for m in norms)
+    assert any(isinstance(m, FrameGroupNorm) for m in norms) and any(type(m) is LeanGroupNorm for m in norms)
+
+    x = (torch.randn(4, 32, 6, 6, generator=torch.Generator().manual_seed(0)) * 3 + 1).to(dtype).requires_grad_()
+    weight, bias = torch.rand(32, dtype=dtype) + 0.5, torch.randn(32, dtype=dtype)
+    saved: list[torch.dtype] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.numel() == x.numel():
+            saved.append(tensor.dtype)
+        return tensor
+
+    with torch.autocast("cpu", dtype=dtype), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = torch.nn.functional.silu(group_norm_in_autocast_dtype(x, 8, weight, bias, 1e-5))
+    assert out.dtype == dtype and saved and set(saved) == {dtype}
+    reference = torch.nn.functional.silu(torch.nn.functional.group_norm(x.double(), 8, weight.double(), bias.double()))
+    assert (out.double() - reference).abs().max() < 0.02 * reference.abs().max()
+    out.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad).all()
+    plain = group_norm_in_autocast_dtype(x.detach().float(), 8, weight.float(), bias.float(), 1e-5)  # no autocast
+    assert torch.equal(plain, torch.nn.functional.group_norm(x.detach().float(), 8, weight.float(), bias.float()))
+
+
 @pytest.mark.parametrize("family", ["v1", "v2", "AnimateLCM"])
 def test_other_families_train_with_checkpointing(family):
     """v1: GroupNorms across frames everywhere (also under checkpointing); v2: mid-block motion module."""

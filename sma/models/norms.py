@@ -27,8 +27,52 @@ class FrameCounter:
     frames: int | None = None
 
 
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm with explicit frame handling.
+def group_norm_in_autocast_dtype(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None,
+                                 bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """``F.group_norm`` of ``x [N, C, ...]`` that runs in autocast's dtype when autocast is on for ``x``.
+
+    CUDA's autocast runs GroupNorm in fp32: it keeps an fp32 copy of the input for backward and returns fp32,
+    so the SiLU after it keeps fp32 too, 2.5 times the memory of the fp16 tensors around them in every
+    resnet. The kernels accumulate the statistics in fp32 anyway, so this runs them on fp16/bf16 tensors, as
+    inference does (ComfyUI runs fp16 weights without autocast) and as the CPU's autocast does. Without
+    autocast (or for fp64) it is plain ``F.group_norm``.
+    """
+    device_type = x.device.type
+    if x.dtype == torch.float64 or not torch.is_autocast_enabled(device_type):
+        return F.group_norm(x, num_groups, weight, bias, eps)
+    dtype = torch.get_autocast_dtype(device_type)
+    with torch.autocast(device_type, enabled=False):
+        return F.group_norm(x.to(dtype), num_groups, None if weight is None else weight.to(dtype),
+                            None if bias is None else bias.to(dtype), eps)
+
+
+class LeanGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that runs in autocast's dtype under autocast (:func:`group_norm_in_autocast_dtype`);
+    same parameters and state-dict names. The trainer uses it for the spatial layers' GroupNorms."""
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm_in_autocast_dtype(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._norm(x)
+
+
+def use_lean_group_norms(model: nn.Module) -> nn.Module:
+    """Make every plain ``nn.GroupNorm`` of ``model`` a :class:`LeanGroupNorm` (in place, idempotent; returns
+    ``model``). Outputs are unchanged without autocast; under autocast they come in its dtype."""
+    for name, module in list(model.named_modules()):
+        if type(module) is not nn.GroupNorm:
+            continue
+        new = LeanGroupNorm(module.num_groups, module.num_channels, module.eps, module.affine, device="meta")
+        new.weight, new.bias = module.weight, module.bias
+        new.train(module.training)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new)
+    return model
+
+
+class FrameGroupNorm(LeanGroupNorm):
+    """GroupNorm with explicit frame handling (in autocast's dtype under autocast, as :class:`LeanGroupNorm`).
 
     Inputs: ``[B, C, F, H, W]`` (diffusers motion modules) or ``[(B F), C, H, W]`` (spatial layers);
     output has the input's shape. ``mode="per_frame"`` takes statistics over (C/G, H, W) of each frame;
@@ -40,9 +84,6 @@ class FrameGroupNorm(nn.GroupNorm):
         super().__init__(num_groups, num_channels, eps, affine, device=device, dtype=dtype)
         self.mode: FrameMode = mode
         self.counter = counter
-
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 5 and self.mode == "per_frame":

@@ -38,7 +38,7 @@ from ..lora import LoRAConfig, add_motion_lora, add_spatial_lora, enable_lora, e
 from ..lora import lora_parameters
 from ..models.build import make_noise_scheduler
 from ..models.config import family_base
-from ..models.norms import use_ade_group_norms
+from ..models.norms import use_ade_group_norms, use_lean_group_norms
 from ..preview import latents_to_rgb
 from . import checkpoint as ckpt
 from .config import TrainConfig, label, metadata_settings
@@ -151,6 +151,7 @@ class Trainer:
         cfg, unet = self.config, self.unet
         release_inference_tensors(unet)
         use_ade_group_norms(unet, self.family)  # train the model ADE runs (per-frame temporal norms)
+        use_lean_group_norms(unet)  # under autocast, GroupNorm in fp16/bf16 as at inference, not fp32
         unet.requires_grad_(False)
         place_model(unet, self.device, self.precision.weight_dtype)
         add_motion_lora(unet, self.motion_lora, MOTION_ADAPTER)
