@@ -90,3 +90,52 @@ def test_paired_differences_match_seeds(ablation):
             rows.append({"group": "main", "family": "translate", "seed": seed, "mode": mode, "strength": 1.0,
                          "error": error})
     assert ablation.paired(rows, "error", "plus", 1.0) == [-1.0, -0.5, 0.5]
+
+
+def _row(ablation, family, seed, mode, strength, error, **changes):
+    run = ablation.Run(family, seed, mode, **changes)
+    return {**run.__dict__, "strength": strength, "error": error, "fidelity": 1 - error / 4, "leak": 0.5,
+            "adherence": 1.0, "train_seconds": 10.0, "seconds": 12.0, "final_loss": 0.1, "steps": 400}
+
+
+def test_merge_combines_machines_into_one_summary(ablation, tmp_path):
+    """Rows from two machines (other seeds) make one table; a run present in both counts once (the later)."""
+    first = [_row(ablation, f, 0, m, s, 1.0 + (m == "plus")) for f in ("translate", "orbit")
+             for m in ("off", "paper", "plus") for s in (0.0, 1.0)]
+    second = [_row(ablation, f, 1, m, s, 2.0) for f in ("translate", "orbit") for m in ("off", "paper", "plus")
+              for s in (0.0, 1.0)]
+    second.append(_row(ablation, "orbit", 0, "plus", 1.0, 3.0))  # a rerun of one run of the first machine
+    second.append(_row(ablation, "translate", 0, "plus", 1.0, 1.5, lambda_global=1.0, group="sweep"))
+    paths = []
+    for name, rows in (("a.jsonl", first), ("b.jsonl", second)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "merged"
+    assert ablation.main(["--preset", "full", "--families", "translate,orbit", "--merge", *paths,
+                          "--out", str(out)]) == 0
+    merged = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(merged) == len(first) + len(second) - 1
+    assert [r["error"] for r in merged if (r["family"], r["seed"], r["mode"], r["strength"], r["group"])
+            == ("orbit", 0, "plus", 1.0, "main")] == [3.0]
+    table = (out / "table.md").read_text()
+    # plus - off at strength 1: translate seed 0 +1, seed 1 0; orbit seed 0 (rerun) +2, seed 1 0
+    assert "| plus − off | error | +0.750 ± 0.957 (n=4) | 0 / 2 |" in table
+    assert "| plus | 1.0 | 0.2 | on | 1.50 ± 0.00 |" in table  # the sweep row
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seconds"] is None and meta["lora_seconds"] == 12.0 * (4 * 3 + 1) and meta["merged_from"] == paths
+
+
+def test_finish_by_starts_only_runs_that_fit(ablation, tmp_path, monkeypatch):
+    """With a time box, runs are started while the longest run so far still fits; the rest are listed."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(ablation.time, "perf_counter", lambda: clock["now"])
+
+    def fake_execute(run, budget, base, device):
+        clock["now"] += 40.0
+        return [_row(ablation, run.family, run.seed, run.mode, 1.0, 1.0) | {"seconds": 40.0}]
+
+    monkeypatch.setattr(ablation, "execute", fake_execute)
+    runs = ablation.plan(("translate", "orbit"), (0,))
+    rows = ablation.run_all(runs, ablation.PRESETS["smoke"].budget, None, "cpu", 1, tmp_path, finish_by=100.0)
+    assert [(r["family"], r["mode"]) for r in rows] == [("translate", "off"), ("translate", "paper")]
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
