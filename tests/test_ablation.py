@@ -139,3 +139,9 @@ def test_finish_by_starts_only_runs_that_fit(ablation, tmp_path, monkeypatch):
     rows = ablation.run_all(runs, ablation.PRESETS["smoke"].budget, None, "cpu", 1, tmp_path, finish_by=100.0)
     assert [(r["family"], r["mode"]) for r in rows] == [("translate", "off"), ("translate", "paper")]
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("dof, exact", [(3, 3.1824), (5, 2.5706), (10, 2.2281), (20, 2.0860), (60, 2.0003)])
+def test_t_quantile_matches_the_tables(ablation, dof, exact):
+    """The interval of a paired mean uses Student's t (two-sided 95 %); textbook values of t(0.975, dof)."""
+    assert ablation.t_quantile(0.975, dof) == pytest.approx(exact, abs=0.03 if dof < 5 else 0.003)
