@@ -17,8 +17,8 @@ mode x family, paired differences against ``off`` with the same seeds, the sweep
 
 Commands::
 
-    python bench/ablation.py --preset quick --out OUT    # 4 families x 3 modes, seed 0: ~25 min on 2 CPU cores
-    python bench/ablation.py --preset full --out OUT     # 7 families x 3 modes x 3 seeds + sweep: 73 LoRAs
+    python bench/ablation.py --preset quick --out OUT    # 4 families x 3 modes, seed 0: ~28 min on 2 CPU cores
+    python bench/ablation.py --preset full --out OUT     # 7 families x 3 modes x 3 seeds + sweep: 75 LoRAs
     python bench/ablation.py --preset smoke --out OUT    # seconds: the code path
 
 Every preset runs on CPU cores, one thread per LoRA, in as many worker processes as there are cores (a
@@ -256,7 +256,10 @@ def _seed_noise(rows: list[dict], metric: str, strength: float) -> float:
 
 
 def sweep_table(rows: list[dict], strength: float) -> list[str]:
-    sweep = _select(rows, strength=strength, seed=min((r["seed"] for r in rows), default=0))
+    """Each swept weight setting against the defaults and ``off``, on the swept families only (seed 0)."""
+    swept = {r["family"] for r in rows if r["group"] == "sweep"}
+    sweep = [r for r in _select(rows, strength=strength, seed=min((r["seed"] for r in rows), default=0))
+             if r["family"] in swept]
     variants: dict[tuple, list[dict]] = {}
     for r in sweep:
         if r["mode"] == "off":
@@ -307,7 +310,9 @@ def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
     ]
     sweep = sweep_table(rows, strength)
     if sweep:
-        text += ["", "## Weight sweep (seed 0, every family, mean ± std over families)", "", *sweep]
+        swept = sorted({r["family"] for r in rows if r["group"] == "sweep"}, key=families.index)
+        text += ["", f"## Weight sweep (seed {min(meta['seeds'])}; {', '.join(swept)}; mean ± std over these "
+                 "families, with the main grid's run of each family at the default weights)", "", *sweep]
     with atomic_write_path(out / "table.md") as tmp:
         tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
     plot(rows, families, out / "ablation.png")
