@@ -185,7 +185,9 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
 
 def _cell(values: list[float], digits: int = 2) -> str:
     mean, std, n = _mean_std(values)
-    return "n/a" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if n <= 1:
+        return "n/a" if n == 0 else f"{mean:.{digits}f}"  # one run: no spread to show
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _select(rows: list[dict], **where: Any) -> list[dict]:

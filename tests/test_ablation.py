@@ -120,7 +120,7 @@ def test_merge_combines_machines_into_one_summary(ablation, tmp_path):
     table = (out / "table.md").read_text()
     # plus - off at strength 1: translate seed 0 +1, seed 1 0; orbit seed 0 (rerun) +2, seed 1 0
     assert "| plus − off | error | +0.750 ± 0.957 (n=4) | 0 / 2 |" in table
-    assert "| plus | 1.0 | 0.2 | on | 1.50 ± 0.00 |" in table  # the sweep row
+    assert "| plus | 1.0 | 0.2 | on | 1.50 | 0.62 |" in table  # the sweep row: one run, no spread
     meta = json.loads((out / "meta.json").read_text())
     assert meta["seconds"] is None and meta["lora_seconds"] == 12.0 * (4 * 3 + 1) and meta["merged_from"] == paths
 
