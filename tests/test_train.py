@@ -40,8 +40,10 @@ from sma.train import (
 from sma.training import checkpoint as ckpt
 from sma.training.data import clips_for_step, make_batch
 from sma.training.memory import (
+    disable_full_gradient_checkpointing,
     enable_full_gradient_checkpointing,
     motion_modules,
+    spatial_transformers,
     motion_modules_bypassed,
     set_attention_slicing,
 )
@@ -321,9 +323,54 @@ def saved_activation_values(checkpointing: str) -> int:
 
 def test_gradient_checkpointing_covers_the_motion_modules():
     none, diffusers_only, full = (saved_activation_values(m) for m in ("none", "diffusers", "full"))
-    # measured: 8.9M, 4.9M, 1.1M values
+    # measured: 8.9M, 4.9M, 0.56M values (1.1M before spatial transformers were checkpointed whole)
     assert diffusers_only < 0.7 * none
-    assert full < 0.4 * diffusers_only
+    assert full < 0.15 * diffusers_only
+
+
+def values_saved_by_spatial_transformers(checkpointing: str) -> list[tuple[int, int]]:
+    """(values kept for backward outside checkpointed regions, input values) of each spatial transformer."""
+    unet = tiny_motion_unet("v3", seed=0)
+    unet.requires_grad_(False)
+    add_motion_lora(unet, LoRAConfig(rank=4))
+    if checkpointing == "diffusers":
+        unet.enable_gradient_checkpointing()
+    else:
+        enable_full_gradient_checkpointing(unet)
+    counts = []
+    for transformer in spatial_transformers(unet):
+        total = 0
+
+        def pack(tensor):
+            nonlocal total
+            total += tensor.numel()
+            return tensor
+
+        x = torch.randn(8, transformer.config.in_channels, 4, 4, requires_grad=True)
+        context = torch.zeros(8, 77, TEXT_DIM)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            transformer(x, encoder_hidden_states=context, return_dict=False)
+        counts.append((total, x.numel()))
+    return counts
+
+
+def test_spatial_transformers_are_checkpointed_whole():
+    diffusers_only = values_saved_by_spatial_transformers("diffusers")
+    full = values_saved_by_spatial_transformers("full")
+    assert len(full) == 16  # SD1.5's layout: 2 per down block with attention, 1 mid, 3 per up block
+    # diffusers' checkpointing keeps the GroupNorm's input and output and the projections' inputs and outputs
+    assert all(saved >= 4 * inputs for saved, inputs in diffusers_only)
+    assert all(saved == inputs for saved, inputs in full)  # only the input; the rest is recomputed
+
+
+def test_full_checkpointing_is_undone():
+    unet = tiny_motion_unet("v3", seed=0)
+    enable_full_gradient_checkpointing(unet)
+    enable_full_gradient_checkpointing(unet)  # idempotent
+    assert all(not t.gradient_checkpointing and "forward" in vars(t) for t in spatial_transformers(unet))
+    disable_full_gradient_checkpointing(unet)
+    assert not unet.is_gradient_checkpointing
+    assert all("forward" not in vars(m) for m in [*spatial_transformers(unet), *motion_modules(unet)])
 
 
 def test_gradient_checkpointing_gives_the_same_training_step():

@@ -1,7 +1,9 @@
 """Memory and precision plumbing for training a ``UNetMotionModel``.
 
-- diffusers' ``enable_gradient_checkpointing`` covers resnets, spatial transformers and the mid-block
-  motion module, not the down/up motion modules; :func:`enable_full_gradient_checkpointing` wraps those.
+- diffusers' ``enable_gradient_checkpointing`` covers resnets, the mid-block motion module and the blocks
+  inside each spatial transformer, but not the down/up motion modules, nor a spatial transformer's
+  GroupNorm and input/output projections (three activation-sized tensors each, kept for backward).
+  :func:`enable_full_gradient_checkpointing` checkpoints each of those modules whole.
 - :func:`motion_modules_bypassed` runs the UNet as a plain image model (motion modules return their
   input), for MotionDirector's single-frame spatial step.
 
@@ -46,10 +48,33 @@ def _checkpointed(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.T
     return run
 
 
+def spatial_transformers(unet: nn.Module) -> list[nn.Module]:
+    """The spatial transformers (``Transformer2DModel``, ``*.attentions.N``) of a UNet, in module order."""
+    found = []
+    for name, module in unet.named_modules():
+        parent, _, index = name.rpartition(".")
+        if parent.endswith("attentions") and index.isdigit() and hasattr(module, "gradient_checkpointing"):
+            found.append(module)
+    return found
+
+
+def _checkpointed_whole(unet: nn.Module) -> list[nn.Module]:
+    """The modules :func:`enable_full_gradient_checkpointing` checkpoints as one unit each."""
+    return [*motion_modules(unet, include_mid=False), *spatial_transformers(unet)]
+
+
 def enable_full_gradient_checkpointing(unet: nn.Module) -> None:
-    """Gradient checkpointing for the whole UNet, down/up motion modules included (idempotent)."""
+    """Gradient checkpointing for the whole UNet (idempotent): diffusers' own, plus each down/up motion
+    module and each spatial transformer as one unit (the mid block checkpoints its motion module itself).
+
+    A spatial transformer checkpointed whole keeps only its input for backward, not its GroupNorm and
+    projection outputs; its inner blocks then run without their own checkpointing, so nothing is computed
+    three times. At 16 frames x 512 px that is 0.9 GiB less at the peak (``bench/estimate.py``).
+    """
     unet.enable_gradient_checkpointing()
-    for module in motion_modules(unet, include_mid=False):  # the mid block checkpoints its own module
+    for module in _checkpointed_whole(unet):
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = False  # the whole module is recomputed instead
         if _ORIGINAL not in module.__dict__:
             module.__dict__[_ORIGINAL] = module.__dict__.get("forward")
             module.forward = _checkpointed(module.forward)
@@ -59,7 +84,9 @@ def disable_full_gradient_checkpointing(unet: nn.Module) -> None:
     """Undo :func:`enable_full_gradient_checkpointing`."""
     if getattr(unet, "is_gradient_checkpointing", False):
         unet.disable_gradient_checkpointing()
-    for module in motion_modules(unet, include_mid=False):
+    for module in _checkpointed_whole(unet):
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = False
         if _ORIGINAL in module.__dict__:
             previous = module.__dict__.pop(_ORIGINAL)
             if previous is None:
