@@ -5,6 +5,7 @@ from .common import register_model_folders
 from .lora import ApplyMotionLoRA
 from .merge import MergeMotionLoRAs
 from .metrics import MotionFidelity
+from .prompt_inputs import register_prompt_filter
 from .spectra import VisualizeSpectra
 from .train import AddReferenceClip, SMALossOptions, TrainMotionLoRA
 from .video import LoadReferenceVideo
@@ -21,3 +22,5 @@ NODE_CLASSES: list[type[io.ComfyNode]] = [
     VisualizeSpectra,
     MotionFidelity,
 ]
+
+register_prompt_filter(NODE_CLASSES)
