@@ -30,6 +30,8 @@ SETTINGS = {
 }
 READY = ("() => !!(window.app?.vueAppReady && app.graph && app.canvas "
          "&& app.extensionManager?.workflow?.activeWorkflow)")
+# The Queue button: a button inside the element of this test id (frontend 1.27) or the element itself (1.49).
+QUEUE_BUTTON = "[data-testid=queue-button] button, button[data-testid=queue-button]"
 # Thrown by a setting's onChange at every startup of frontend 1.27.10 (docs/workflow-format.md); harmless.
 BENIGN_PAGE_ERRORS = ("Cannot read properties of undefined (reading 'id')",)
 

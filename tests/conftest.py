@@ -1,6 +1,7 @@
 """Shared fixtures: the real ComfyUI host (in-process) and the random-weight model files host tests use.
 
-Host tests need a ComfyUI (0.3.64 or newer) with AnimateDiff-Evolved in its ``custom_nodes`` and
+Host tests need a ComfyUI (0.3.64 or newer; 0.3.64 and 0.33.0 are tested, their differences live in
+``host_compat.py``) with AnimateDiff-Evolved in its ``custom_nodes`` and
 ``COMFYUI_PATH`` pointing at it (``.ci/run`` sets up ComfyUI 0.3.64 and exports it). Without a host
 they skip with a message that says how to enable them; under CI (``CI`` set) they fail instead, and
 any skipped host test fails the session.
@@ -283,8 +284,9 @@ def comfy_host(tmp_path_factory, test_models_dir):
     import hook_breaker_ac10a0
     import nodes
     import server
+    from host_compat import add_host_services, cached_outputs, make_executor
 
-    stub = StubPromptServer()
+    stub = add_host_services(StubPromptServer())
     server.PromptServer.instance = stub
 
     hook_breaker_ac10a0.save_functions()
@@ -299,7 +301,7 @@ def comfy_host(tmp_path_factory, test_models_dir):
     pack_nodes = sorted(k for k in set(nodes.NODE_CLASS_MAPPINGS) - before
                         if getattr(nodes.NODE_CLASS_MAPPINGS[k], "RELATIVE_PYTHON_MODULE", "") == f"custom_nodes.{PACK_DIR_NAME}")
 
-    executor = execution.PromptExecutor(stub, cache_type=execution.CacheType.CLASSIC)
+    executor = make_executor(stub, execution.CacheType.CLASSIC)
 
     def validate(prompt: dict):
         return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
@@ -319,8 +321,8 @@ def comfy_host(tmp_path_factory, test_models_dir):
         return [m[1] for m in executor.status_messages if m[0] == "execution_error"]
 
     def output(node_id: str, slot: int = 0):
-        """Raw (cached) output of a node of the last run (cache layout of 0.3.64)."""
-        return executor.caches.outputs.get(node_id)[slot][0]
+        """Raw (cached) output of a node of the last run."""
+        return cached_outputs(executor, node_id)[slot][0]
 
     return SimpleNamespace(nodes=nodes, folder_paths=folder_paths, base=base, models=models,
                            failed_extras=failed_extras, packs=packs, pack_nodes=pack_nodes,

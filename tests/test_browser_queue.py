@@ -21,7 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from browser_frontend import BENIGN_PAGE_ERRORS, LOAD_JS, frontend, get, require_browser, serve, write_clip
+from browser_frontend import (BENIGN_PAGE_ERRORS, LOAD_JS, QUEUE_BUTTON, frontend, get, require_browser, serve,
+                              write_clip)
 from conftest import PACK_DIR_NAME, REPO_ROOT, place_model_file
 from sma.lora import load_motion_lora
 from sma.video import read_video
@@ -142,7 +143,7 @@ def _press_queue(browser: SimpleNamespace, url: str) -> SimpleNamespace:
     that came from the cache."""
     page = browser.page
     with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as posted:
-        page.locator("[data-testid=queue-button] button").first.click()
+        page.locator(QUEUE_BUTTON).first.click()
     sent, answer = posted.value.request.post_data_json["prompt"], posted.value.json()
     assert answer["node_errors"] == {}
     prompt_id = answer["prompt_id"]

@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from host_compat import cached_outputs
 from sma.lora import ade_lora_key, load_motion_lora
 from sma.lora.validate import motion_lora_layers
 from sma.synthetic import moving_shapes_clip
@@ -177,7 +178,7 @@ def test_bad_motion_lora_is_a_ui_error_and_ade_motion_model_stays_unpatched(host
         message = error["exception_message"]
         assert message.startswith("Apply Motion LoRA: ") and f"{name}.safetensors" in message and needle in message
         assert "Traceback" not in message and "File \"" not in message
-        assert comfy_host.executor.caches.outputs.get("apply") is None, "ADE applied a refused LoRA"
+        assert cached_outputs(comfy_host.executor, "apply") is None, "ADE applied a refused LoRA"
     comfy_host.run(ade_prompt(motion, "health_good.safetensors"))
     (motion_model,) = comfy_host.output("apply").models
     assert len(motion_model.patches) == 160  # every layer of the good LoRA, none skipped
