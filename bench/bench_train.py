@@ -39,7 +39,7 @@ from sma.models.build import (
     tiny_motion_unet,
 )
 from sma.models.config import unet_config
-from sma.train import StepReport, TrainCallbacks, TrainConfig, Trainer, TrainingClip
+from sma.training import StepReport, TrainCallbacks, TrainConfig, Trainer, TrainingClip
 from sma.training.memory import resolve_precision
 
 if TYPE_CHECKING:

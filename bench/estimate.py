@@ -4,7 +4,7 @@
     python -m bench.estimate --validate               # against a real CPU run at a small size
     python -m bench.estimate --compare results.jsonl  # against bench/gpu_bench.py's measurements
 
-How: the pack's real :class:`~sma.train.Trainer` runs one step on a full-size SD1.5 + AnimateDiff model
+How: the pack's real :class:`~sma.training.Trainer` runs one step on a full-size SD1.5 + AnimateDiff model
 whose weights are fake tensors (``torch._subclasses.fake_tensor.FakeTensorMode``: shapes, dtypes and
 devices, no data). Three dispatch modes watch it:
 
@@ -52,12 +52,12 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/estimate.py
 
-from bench.gpu_bench import HEADLINE, PORTS, Setting, clean_model, make_clip, train_config  # noqa: E402
+from bench.settings import HEADLINE, PORTS, Setting, clean_model, make_clip, train_config  # noqa: E402
 
 from sma.models.build import make_noise_scheduler, use_ade_group_norms  # noqa: E402
 from sma.models.config import motion_adapter_config, unet_config  # noqa: E402
 from sma.models.sd15 import empty_weights  # noqa: E402
-from sma.train import Trainer  # noqa: E402
+from sma.training import Trainer  # noqa: E402
 from sma.training.memory import Precision  # noqa: E402
 
 GIB = 2**30

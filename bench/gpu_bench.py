@@ -4,10 +4,10 @@
                               [--families v3,v2] [--steps 3] [--warmup 1] [--device cuda] [--model full|tiny]
 
 One command, nothing downloaded: a random-weight SD1.5 UNet and AnimateDiff motion module with the real
-layout are built from the shipped configs, and the pack's own :class:`~sma.train.Trainer` trains on a
+layout are built from the shipped configs, and the pack's own :class:`~sma.training.Trainer` trains on a
 random clip. First a smoke test runs the trainer's CUDA path for a few steps (fp16 frozen weights, fp32
 LoRA, autocast, GradScaler, checkpointing inside the motion modules) and checks each of those parts.
-Then the configurations of :func:`grid` run in priority order until ``--budget-s`` is spent; a
+Then the configurations of :func:`bench.settings.grid` run in priority order until ``--budget-s`` is spent; a
 configuration that fails (out of memory, an error) is recorded with its traceback and the rest go on.
 
 Per configuration:
@@ -39,7 +39,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,86 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as pyt
 
 from bench.bench_train import build_model  # noqa: E402
 
-from sma.lora import adapter_names, remove_lora  # noqa: E402
 from sma.loss import tweedie_estimate  # noqa: E402
 from sma.models.build import make_noise_scheduler  # noqa: E402
-from sma.train import StepReport, TrainCallbacks, TrainConfig, Trainer, TrainingClip  # noqa: E402
-from sma.training import memory  # noqa: E402
-
-GIB = 2**30
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One training configuration of the grid (sizes are nominal pixel sides)."""
-
-    name: str
-    family: str = "v3"
-    frames: int = 16
-    size: int = 512
-    precision: str = "fp16"
-    checkpointing: str = "pack"  # off | diffusers (resnets + spatial transformers) | pack (+ motion modules)
-    spatial: bool = True
-    sma: str = "plus"  # off | paper | plus
-    rank: int = 32
-    optimizer: str = "adamw"
-    attention_slice: int = 0
-
-    def label(self) -> str:
-        return (f"{self.family} {self.frames}x{self.size} {self.precision} ckpt={self.checkpointing} "
-                f"spatial={'on' if self.spatial else 'off'} sma={self.sma} r{self.rank} {self.optimizer}")
-
-
-HEADLINE = Setting("headline")
-PORTS = Setting("motiondirector-ports", checkpointing="diffusers", sma="off")
-"""The MotionDirector AnimateDiff ports' settings: 16 frames, 512 px, fp16 autocast, rank 32, their UNet's
-own gradient checkpointing (motion modules not checkpointed), spatial + temporal LoRA, no SMA."""
-
-
-def grid(families: list[str]) -> list[Setting]:
-    """Configurations in priority order (the most important first; duplicates removed)."""
-    rows = [
-        HEADLINE,
-        replace(HEADLINE, name="ckpt-diffusers", checkpointing="diffusers"),
-        replace(HEADLINE, name="ckpt-off", checkpointing="off"),
-        replace(HEADLINE, name="sma-off", sma="off"),
-        replace(HEADLINE, name="sma-paper", sma="paper"),
-        replace(HEADLINE, name="spatial-off", spatial=False),
-        replace(HEADLINE, name="bf16", precision="bf16"),
-        replace(HEADLINE, name="rank64", rank=64),
-        PORTS,
-    ]
-    rows += [replace(HEADLINE, name=f"grid-{f}x{s}", frames=f, size=s)
-             for f in (8, 16, 24) for s in (256, 384, 512)]
-    rows += [
-        replace(HEADLINE, name="spatial-off-sma-off", spatial=False, sma="off"),
-        replace(HEADLINE, name="adamw8bit", optimizer="adamw8bit"),
-        replace(HEADLINE, name="24x512-ckpt-diffusers", frames=24, checkpointing="diffusers"),
-        replace(HEADLINE, name="24x512-ckpt-off", frames=24, checkpointing="off"),
-        replace(HEADLINE, name="bf16-sma-off", precision="bf16", sma="off"),
-        replace(HEADLINE, name="attention-slice-8", attention_slice=8),
-    ]
-    rows += [replace(row, family=family) for family in families[1:] for row in (HEADLINE, PORTS)]
-    seen: set[tuple] = set()
-    unique = []
-    for row in rows:
-        key = astuple_settings(row)
-        if key not in seen:
-            seen.add(key)
-            unique.append(row)
-    return [row for row in unique if row.family in families]
-
-
-def astuple_settings(row: Setting) -> tuple:
-    """The settings of a row without its name (two names for one configuration run once)."""
-    return tuple(v for k, v in asdict(row).items() if k != "name")
-
-
-def train_config(row: Setting, steps: int) -> TrainConfig:
-    """The trainer's config for ``row`` ("diffusers" checkpointing is switched on the model by the caller)."""
-    return TrainConfig(steps=steps, rank=row.rank, spatial_lora=row.spatial, spatial_skip_prob=0.0,
-                       sma_mode=row.sma, precision=row.precision, optimizer=row.optimizer,
-                       gradient_checkpointing=row.checkpointing == "pack", attention_slice=row.attention_slice)
+from bench.estimate import estimate_setting  # noqa: E402
+from bench.settings import GIB, Setting, clean_model, grid, make_clip, train_config  # noqa: E402
+from sma.training import StepReport, TrainCallbacks, Trainer, memory  # noqa: E402
 
 
 # --- timing and memory ---------------------------------------------------------------------------------
@@ -195,19 +120,6 @@ def context_gib(device: torch.device) -> float | None:
 
 
 # --- runs ----------------------------------------------------------------------------------------------
-
-
-def make_clip(model: torch.nn.Module, frames: int, latent: int) -> TrainingClip:
-    generator = torch.Generator().manual_seed(0)
-    return TrainingClip(torch.randn(frames, 4, latent, latent, generator=generator),
-                        torch.randn(1, 77, int(model.config.cross_attention_dim), generator=generator))
-
-
-def clean_model(model: torch.nn.Module) -> None:
-    """Remove the adapters a run left (and diffusers' checkpointing), so the next run starts fresh."""
-    for name in list(adapter_names(model)):
-        remove_lora(model, name)
-    memory.disable_full_gradient_checkpointing(model)
 
 
 def sma_milliseconds(trainer: Trainer, frames: int, latent: int, clock: Clock) -> float | None:
@@ -379,13 +291,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def estimator() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """``bench.estimate.estimate_setting`` (imported only when asked: it needs no GPU but takes minutes)."""
-    from bench.estimate import estimate_setting
-
-    return estimate_setting
-
-
 COLUMNS = ("name", "family", "frames", "size", "precision", "checkpointing", "spatial", "sma", "rank", "optimizer",
            "seconds_per_step", "peak_allocated_gib", "peak_reserved_gib", "sma_ms", "sma_share_pct", "estimate_gib",
            "estimate_error_pct", "status")
@@ -449,7 +354,7 @@ def main() -> None:
     env = environment(device)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     clock = Clock(device)
-    estimate_setting = estimator() if args.estimate else None
+    predict = estimate_setting if args.estimate else None
     model_family = None
     model = None
     rows = grid(families)
@@ -496,9 +401,9 @@ def main() -> None:
             line = {"kind": "error", **asdict(row), "reason": reason,
                     "traceback": traceback.format_exc(), **memory_now(device)}
             print(f"[{row.label()}] failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-        if estimate_setting is not None and line["kind"] == "run":
+        if predict is not None and line["kind"] == "run":
             try:
-                predicted = estimate_setting(asdict(row))
+                predicted = predict(asdict(row))
                 line["estimate_gib"] = _round(predicted["peak_gib"])
                 if line.get("peak_allocated_gib"):
                     error_pct = 100 * (predicted["peak_gib"] / line["peak_allocated_gib"] - 1)

@@ -28,6 +28,11 @@ def register_model_folders() -> None:
         folder_paths.folder_names_and_paths[name][1].update(MODEL_EXTENSIONS)
 
 
+def motion_lora_folder() -> str:
+    """Where trained and merged LoRAs go: ``models/animatediff_motion_lora`` (listed by ADE's loader)."""
+    return os.path.join(folder_paths.models_dir, MOTION_LORA_FOLDER)
+
+
 @contextlib.contextmanager
 def user_errors(node_name: str) -> Iterator[None]:
     """Turn the pack's errors (bad input, a diverged run) into a short node error (no traceback from deep inside)."""

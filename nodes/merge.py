@@ -9,9 +9,8 @@ from ..sma.errors import SMAInputError
 from ..sma.lora import load_motion_lora, save_motion_lora
 from ..sma.lora.merge import LoRASource, merge_sources
 from ..sma.paths import safe_output_path
-from .common import CATEGORY, user_errors
+from .common import CATEGORY, motion_lora_folder, user_errors
 from .lora import MotionLora, ade_lora_loader, lora_path
-from .train import motion_lora_folder
 
 
 class MergeMotionLoRAs(io.ComfyNode):

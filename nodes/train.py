@@ -15,7 +15,7 @@ from ..sma.errors import SMAInputError
 from ..sma.loss import PHASE_LOSSES
 from ..sma.models.build import build_motion_unet
 from ..sma.models.config import find_base
-from ..sma.models.families import bases
+from ..sma.models.families import BaseSpec, bases
 from ..sma.paths import safe_output_path
 from ..sma.preview import frames_to_image_batch, frames_to_uint8
 from ..sma.spectral import MODES as WAVELET_MODES
@@ -29,14 +29,13 @@ from ..sma.training import (
     train_motion_lora,
 )
 from ..sma.viz import as_image_batch, loss_curve_image
-from .common import CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, user_errors
+from .common import CATEGORY, MOTION_MODELS_FOLDER, motion_lora_folder, user_errors
 
 log = logging.getLogger("comfyui-sma")
 ReferenceClips = io.Custom("SMA_REFERENCE_CLIPS")
 LossOptions = io.Custom("SMA_LOSS_OPTIONS")
 AUTO = "auto"
 PREVIEW_MAX_SIZE = 512
-LATENT_SCALE = 8  # SD latents are 1/8 of the image side
 CHECKPOINT_FOLDER = "sma_checkpoints"  # under ComfyUI's output folder, one sub-folder per LoRA name
 
 
@@ -72,11 +71,6 @@ class AddReferenceClip(io.ComfyNode):
         return io.NodeOutput([*(more_clips or []), ReferenceClip(frames, positive)])
 
 
-def motion_lora_folder() -> str:
-    """Where trained LoRAs go: ``models/animatediff_motion_lora`` (listed by ADE's loader)."""
-    return os.path.join(folder_paths.models_dir, MOTION_LORA_FOLDER)
-
-
 def _text_embedding(positive: list) -> torch.Tensor:
     """The first conditioning tensor of a CONDITIONING as a normal (non-inference) tensor ``[1, T, D]``."""
     if not positive:
@@ -103,30 +97,34 @@ def _validation_prompt(every: int, positive: list | None, negative: list | None)
     return ValidationPrompt(_text_embedding(positive), _text_embedding(negative) if negative else None)
 
 
-def _check_base(model) -> None:
+def _check_base(model) -> BaseSpec:
+    """The base of ComfyUI's ``MODEL`` from the family table; an error naming the supported bases otherwise."""
     config = getattr(model.model, "model_config", None)
     unet_config = getattr(config, "unet_config", {}) or {}
-    if find_base(unet_config.get("context_dim"), unet_config.get("model_channels")) is None:
+    base = find_base(unet_config.get("context_dim"), unet_config.get("model_channels"))
+    if base is None:
         name = type(config).__name__ if config is not None else "unknown"
         names = " or ".join(b.name for b in bases())
         raise SMAInputError(f"the model is {name}, but AnimateDiff motion modules of this pack "
                              f"are for {names}: load an {names} checkpoint.")
+    return base
 
 
-def _preview_image(frames: torch.Tensor):
+def _preview_image(frames: torch.Tensor, pixels_per_latent: int):
     """Up to 4 preview frames ``[F, 3, h, w]`` side by side at pixel size, as a PIL image for the live preview."""
     from PIL import Image
 
-    return Image.fromarray(np.concatenate(list(frames_to_uint8(frames[:4], LATENT_SCALE)), axis=1))
+    return Image.fromarray(np.concatenate(list(frames_to_uint8(frames[:4], pixels_per_latent)), axis=1))
 
 
 class ComfyProgress:
     """Trainer callbacks that drive ComfyUI's progress bar, live preview and Cancel button."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, pixels_per_latent: int) -> None:
         import comfy.utils
 
         self.bar = comfy.utils.ProgressBar(steps)
+        self.pixels_per_latent = pixels_per_latent
 
     @staticmethod
     def interrupted() -> bool:
@@ -140,7 +138,7 @@ class ComfyProgress:
 
     def on_preview(self, step: int, frames: torch.Tensor) -> None:
         if not self.interrupted():
-            self.bar.update_absolute(step, None, ("JPEG", _preview_image(frames), PREVIEW_MAX_SIZE))
+            self.bar.update_absolute(step, None, ("JPEG", _preview_image(frames, self.pixels_per_latent), PREVIEW_MAX_SIZE))
 
     def callbacks(self) -> TrainCallbacks:
         return TrainCallbacks(on_step=self.on_step, on_preview=self.on_preview, should_stop=self.interrupted,
@@ -228,7 +226,7 @@ class TrainMotionLoRA(io.ComfyNode):
         import comfy.model_management as mm
 
         with user_errors("Train Motion LoRA"):
-            _check_base(model)
+            scale = _check_base(model).pixels_per_latent
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
             config = TrainConfig(
@@ -245,14 +243,14 @@ class TrainMotionLoRA(io.ComfyNode):
                 log.warning("SMA: resume asked, but %s holds no checkpoint; training from the start", checkpoint_dir)
             source = ComfySource(model, vae, [ReferenceClip(frames, positive), *(more_clips or [])], motion_path)
             outcome = train_motion_lora(source, config, out_path, device=mm.get_torch_device(),
-                                        resume_from=resume_from, callbacks=ComfyProgress(steps).callbacks(),
+                                        resume_from=resume_from, callbacks=ComfyProgress(steps, scale).callbacks(),
                                         metadata={"motion_module": motion_model, "name": out_path.stem},
                                         validation=validation)
         result = outcome.result
         log.info("SMA: saved %s after %d steps%s", out_path, result.step, " (cancelled)" if result.stopped_early else "")
         mm.throw_exception_if_processing_interrupted()  # cancelled: the partial LoRA is saved, the prompt stops
         curve = as_image_batch(loss_curve_image(result.losses))
-        preview, sample = (frames_to_image_batch(f, LATENT_SCALE) if f is not None else torch.zeros(1, 64, 64, 3)
+        preview, sample = (frames_to_image_batch(f, scale) if f is not None else torch.zeros(1, 64, 64, 3)
                            for f in (result.last_preview, result.last_validation))
         return io.NodeOutput(out_path.name, curve, preview, sample)
 

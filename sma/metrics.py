@@ -15,7 +15,7 @@ clips of the same length, plus one on point tracks:
   terms of `loss.SMALoss` between the clips, computed by the loss itself, without timestep weight and
   independent of the lambdas. 0 = identical motion. Same formulas as training (``plus`` mode by default).
 - **trajectory score** (`trajectory_fidelity`): the motion-fidelity score of Yatim et al. (CVPR 2024) on
-  point tracks ``[P, F, 2]``: given ones (e.g. the ground-truth trajectories of `synthetic` clips), or by
+  point tracks ``[P, F, 2]``: given ones (e.g. the ground-truth trajectories of synthetic clips), or by
   default tracked in both clips by `sma.tracking.track_points` (corners + pyramidal Lucas-Kanade, no
   learned weights), so any two videos get the score.
 

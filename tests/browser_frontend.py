@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import comfy_server
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 
 VIEWPORT = {"width": 1600, "height": 1000}

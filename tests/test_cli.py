@@ -30,7 +30,7 @@ from sma.errors import SMAInputError
 from sma.lora import load_motion_lora, lora_rank
 from sma.models.build import build_motion_unet, motion_module_state_dict
 from sma.models.config import unet_config
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 from sma.viz import LOSS_CURVE_SIZE
 

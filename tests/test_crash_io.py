@@ -22,7 +22,7 @@ from sma.errors import SMAInputError
 from sma.lora import ade_lora_key, load_motion_lora, save_motion_lora
 from sma.lora import files as lora_files
 from sma.lora.validate import motion_lora_layers
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.training import load_checkpoint
 from sma.training import checkpoint as ckpt
 from sma.video import read_video, write_video

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench import estimate
-from bench.gpu_bench import Setting
+from bench.settings import Setting
 
 TOLERANCE_PCT = 1.0
 """Estimated vs real live bytes; measured error -0.03 % to +0.02 % (docs/performance.md)."""

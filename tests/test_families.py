@@ -19,11 +19,10 @@ from sma.models.families import (
     families,
     register_base,
     register_family,
-    unregister_base,
 )
 from sma.models.norms import FrameGroupNorm
 from sma.preview import latents_to_rgb
-from sma.train import TrainConfig, Trainer, TrainingClip
+from sma.training import TrainConfig, Trainer, TrainingClip
 
 TOY_UNET = {
     "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 2, "block_out_channels": [16, 32],
@@ -39,6 +38,15 @@ TOY_MOTION = {
     "motion_max_seq_length": 16, "use_motion_mid_block": False, "conv_in_channels": None,
 }
 TOY_FACTORS = ((0.5, 0.0, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 0.5), (0.2, 0.2, 0.2), (-0.2, 0.1, 0.0), (0.0, -0.1, 0.3))
+
+
+def unregister_base(name: str) -> None:
+    """Remove a base registered for a test, and every family made for it, from the pack's tables."""
+    from sma.models import families as table
+
+    table._BASES.pop(name, None)
+    for family in [f for f in table._FAMILIES.values() if f.base == name]:
+        del table._FAMILIES[family.name]
 
 
 @pytest.fixture

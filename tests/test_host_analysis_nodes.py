@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sma.metrics import motion_fidelity
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 from sma.viz import COLUMN_WIDTH, PANEL_HEIGHT
 

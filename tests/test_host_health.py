@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from host_compat import cached_outputs
 from sma.lora import ade_lora_key, load_motion_lora
 from sma.lora.validate import motion_lora_layers
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 from test_host_nodes import FRAMES, SIZE, TRAIN, train_prompt
 

@@ -31,7 +31,7 @@ from sma.lora import (
 from sma.models.config import motion_adapter_config
 from sma.models.files import load_motion_module
 from sma.models.keys import motion_state_dict_to_diffusers
-from sma.models.norms import use_per_frame_temporal_norm
+from sma.models.norms import use_ade_group_norms
 
 MM_NAME = "sma_test_v3_full.safetensors"
 LORA_NAME = "sma_test_v3_full_lora.safetensors"
@@ -57,7 +57,7 @@ def lora_setup(comfy_host, full_v3_motion_module_file):
             "v3", "full", pe_length=info.pe_length, has_mid_block=info.has_mid_block))
     adapter.load_state_dict(motion_state_dict_to_diffusers(motion), strict=True, assign=True)
     del motion
-    use_per_frame_temporal_norm(adapter)  # ADE normalises each frame
+    use_ade_group_norms(adapter, "v3")  # ADE normalises each frame
     adapter.eval().requires_grad_(False)
     names = add_motion_lora(adapter, LoRAConfig(rank=RANK, alpha=ALPHA, targets=("attention", "ff", "proj")))
     generator = torch.Generator().manual_seed(7)

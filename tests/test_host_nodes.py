@@ -15,7 +15,7 @@ import torch
 
 from host_graphs import APPLY_MOTION_MODEL, DECODE, MOTION_LORA, SAMPLER, animatediff_prompt, link
 from sma.lora import load_motion_lora
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 
 FRAMES, SIZE = 4, 64

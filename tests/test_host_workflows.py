@@ -19,7 +19,7 @@ from safetensors import safe_open
 from conftest import REPO_ROOT, SD15_CHECKPOINT_NAME
 from sma.lora import load_motion_lora, save_motion_lora
 from sma.lora.keys import MOTION_LORA_MODULE, ade_lora_key
-from sma.synthetic import moving_shapes_clip
+from synthetic_clips import moving_shapes_clip
 from sma.video import write_video
 from workflows import build_workflows as bw
 from workflows.ui_format import (

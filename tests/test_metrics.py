@@ -22,7 +22,7 @@ from sma.metrics import (
     track_correlation,
     trajectory_fidelity,
 )
-from sma.synthetic import moving_shapes_clip, translating_square
+from synthetic_clips import moving_shapes_clip, translating_square
 
 FRAMES = 16
 

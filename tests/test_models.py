@@ -41,7 +41,7 @@ from sma.models.keys import (
     strip_wrapper_prefix,
 )
 from sma.models.layout import original_motion_layout
-from sma.models.norms import FrameGroupNorm, use_ade_group_norms, use_per_frame_temporal_norm
+from sma.models.norms import FrameGroupNorm, use_ade_group_norms
 from sma.models.sd15 import load_sd15_text_encoder, load_sd15_unet, load_sd15_vae
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -362,9 +362,8 @@ def test_norm_switch_is_idempotent_and_keeps_names():
     model = tiny_motion_unet("v2")
     names = list(model.state_dict())
     hooks = len(model._forward_pre_hooks)
-    use_per_frame_temporal_norm(model)
     use_ade_group_norms(model, "v2")
-    use_per_frame_temporal_norm(model)
+    use_ade_group_norms(model, "v2")
     assert list(model.state_dict()) == names and len(model._forward_pre_hooks) == hooks
     frame_norms = [n for n, m in model.named_modules() if isinstance(m, FrameGroupNorm)]
     assert frame_norms and all(".motion_modules." in f".{n}" for n in frame_norms)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sma.errors import SMAInputError
-from sma.synthetic import MOTIONS, PALETTE, moving_shapes_clip, translating_square
+from synthetic_clips import MOTIONS, PALETTE, moving_shapes_clip, translating_square
 
 
 def coverage(frames: torch.Tensor, shape_index: int) -> np.ndarray:

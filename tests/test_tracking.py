@@ -102,7 +102,7 @@ def test_flat_clip_has_nothing_to_track_and_the_result_says_so():
 
 
 def test_tracks_agree_with_the_synthetic_ground_truth_score():
-    from sma.synthetic import moving_shapes_clip
+    from synthetic_clips import moving_shapes_clip
 
     clip = moving_shapes_clip(FRAMES, SIZE, SIZE, seed=4, motion="pan")
     tracked = track_points(clip.frames.permute(0, 3, 1, 2))

@@ -26,7 +26,7 @@ from sma.lora import LoRAConfig, adapter_names, add_motion_lora, apply_motion_lo
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
 from sma.models.detect import MotionModuleInfo
 from sma.preview import SD15_LATENT_RGB_FACTORS, latents_to_rgb
-from sma.train import (
+from sma.training import (
     TrainCallbacks,
     TrainConfig,
     Trainer,

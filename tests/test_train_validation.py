@@ -7,7 +7,7 @@ from PIL import Image
 
 from sma.errors import SMAInputError
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
-from sma.train import TrainCallbacks, TrainConfig, Trainer, TrainingClip
+from sma.training import TrainCallbacks, TrainConfig, Trainer, TrainingClip
 from sma.training.samples import ValidationPrompt, validation_path
 
 TEXT_DIM = 32  # cross-attention width of the tiny model

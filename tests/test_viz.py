@@ -12,7 +12,7 @@ from PIL import Image
 
 from sma.errors import SMAInputError
 from sma.loss import SMAConfig
-from sma.synthetic import moving_shapes_clip, translating_square
+from synthetic_clips import moving_shapes_clip, translating_square
 from sma.viz import (
     COLUMN_WIDTH,
     LOSS_CURVE_SIZE,

@@ -29,12 +29,12 @@ from .families import DEFAULT_BASE, base_spec
 from .files import load_motion_module
 from .keys import PE_DIFFUSERS, motion_state_dict_to_diffusers, motion_state_dict_to_original
 from .layout import original_motion_layout, sinusoidal_positions
-from .norms import use_ade_group_norms, use_per_frame_temporal_norm
+from .norms import use_ade_group_norms
 from .sd15 import cast_floats, empty_weights, fill_empty_model, unet_state_dict_to_diffusers
 
 __all__ = [
     "build_motion_unet", "make_noise_scheduler", "motion_module_from_model", "motion_module_state_dict",
-    "tiny_motion_unet", "use_ade_group_norms", "use_per_frame_temporal_norm",
+    "tiny_motion_unet", "use_ade_group_norms",
 ]
 
 _NORM_KEY = "down_blocks.{i}.motion_modules.0.temporal_transformer.norm.weight"

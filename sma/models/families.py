@@ -145,13 +145,6 @@ def register_family(spec: FamilySpec) -> FamilySpec:
     return spec
 
 
-def unregister_base(name: str) -> None:
-    """Remove a base and every family made for it (e.g. a base registered for a test)."""
-    _BASES.pop(name, None)
-    for family in [f for f in _FAMILIES.values() if f.base == name]:
-        del _FAMILIES[family.name]
-
-
 def base_spec(name: str) -> BaseSpec:
     """The registered base ``name``; SMAInputError naming the known ones otherwise."""
     try:

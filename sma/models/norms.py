@@ -142,11 +142,6 @@ def _set_modes(model: nn.Module, mode: FrameMode, *, temporal: bool) -> nn.Modul
     return model
 
 
-def use_per_frame_temporal_norm(model: nn.Module) -> nn.Module:
-    """Make the motion modules' GroupNorms normalise each frame separately, as ADE does (idempotent; in place)."""
-    return _set_modes(model, "per_frame", temporal=True)
-
-
 def use_ade_group_norms(model: nn.Module, family: str) -> nn.Module:
     """Match ADE's GroupNorms for ``family`` (idempotent; in place; returns ``model``).
 

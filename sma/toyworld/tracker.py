@@ -76,10 +76,6 @@ class Track:
     area: Tensor
     elongation: Tensor
 
-    @property
-    def found_rate(self) -> float:
-        return float(self.found.float().mean())
-
 
 def track(frames: Tensor, colour: Tensor, nominal_area: float, nominal_radius: float) -> Track:
     """Track the shape of ``colour`` (RGB ``[3]``) in ``frames [F, H, W, 3]``.
@@ -148,9 +144,3 @@ def motion_error(measured: Motion, reference: Motion, radius: float) -> Tensor:
     """
     shift = (measured.displacement - reference.displacement).norm(dim=-1)
     return shift + radius * (measured.spin - reference.spin).abs() + radius * (measured.growth - reference.growth).abs()
-
-
-def mean_speed(motion: Motion, radius: float) -> Tensor:
-    """Per-frame-pair outline speed ``[F-1]`` (px/frame): the error against standing still."""
-    still = Motion(torch.zeros_like(motion.displacement), torch.zeros_like(motion.spin), torch.zeros_like(motion.growth))
-    return motion_error(motion, still, radius)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
-from sma.train import TrainConfig, Trainer, TrainingClip
+from sma.training import TrainConfig, Trainer, TrainingClip
 
 FOLDER = Path(__file__).resolve().parent / "v1_checkpoint"
 

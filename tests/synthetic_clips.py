@@ -1,4 +1,4 @@
-"""Synthetic reference clips with known motion, for the demo and the tests.
+"""Synthetic reference clips with known motion, for the tests.
 
 Coloured, anti-aliased shapes (squares and discs) move with sub-pixel accuracy over a grey textured
 background, and the clip comes with the ground-truth trajectories of the shape centres. Coordinates
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SMAInputError
+from sma.errors import SMAInputError
 
 MOTIONS = ("translate", "pan", "rotate", "zoom")
 SHAPES = ("square", "disc")
