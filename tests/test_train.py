@@ -268,12 +268,12 @@ def test_spatial_step_trains_only_the_spatial_lora_and_temporal_step_only_the_mo
     t = torch.tensor([300])
     x_t = trainer.scheduler.add_noise(batch.latents, noise, t)
 
-    trainer._spatial_pass(x_t, noise, t, batch.text, torch.tensor([2]), step=1)
+    trainer._spatial_pass(x_t, noise, t, batch.text, torch.tensor([2]))
     assert all(p.grad is None for p in trainer.temporal_params)
     assert sum(p.grad.abs().sum().item() for p in trainer.spatial_params if p.grad is not None) > 0
     trainer.optimizer.zero_grad(set_to_none=True)
 
-    trainer._temporal_pass(batch, x_t, noise, t, torch.tensor([0]), True, step=1, want_z0_hat=False)
+    trainer._temporal_pass(batch, x_t, noise, t, torch.tensor([0]), True, want_z0_hat=False)
     assert all(p.grad is None for p in trainer.spatial_params)
     assert sum(p.grad.abs().sum().item() for p in trainer.temporal_params if p.grad is not None) > 0
     assert all(p.requires_grad for p in trainer.spatial_params)  # unfrozen again afterwards

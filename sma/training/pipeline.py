@@ -86,14 +86,14 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
             TrainingDiverged: NaN/inf during training.
     """
     device = torch.device(device)
-    resolve_precision(config.precision, device)  # an unusable device or precision is refused before any work
+    weight_dtype = resolve_precision(config.precision, device).weight_dtype  # refused before any work if unusable
     check_writable(Path(out).parent)  # a read-only or full folder fails now, not after the training
     clips = source.training_clips(device)
     if validation is None and hasattr(source, "validation_prompt"):
         validation = source.validation_prompt()
     free_memory(device)
-    result, interrupted = _train(source, clips, config, device, motion_info, resume_from, callbacks, runner,
-                                 validation)
+    result, interrupted = _train(source, clips, config, device, weight_dtype, motion_info, resume_from, callbacks,
+                                 runner, validation)
     free_memory(device)  # the model and the trainer are gone now
     path = partial_path(Path(out)) if interrupted else Path(out)
     save_motion_lora(path, result.lora_state, {**result.metadata, **(metadata or {})})
@@ -101,10 +101,11 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
 
 
 def _train(source: TrainingSource, clips: list[TrainingClip], config: TrainConfig, device: torch.device,
-           motion_info: Any, resume_from: str | Path | None, callbacks: TrainCallbacks | None,
-           runner: Runner | None, validation: ValidationPrompt | None = None) -> tuple[TrainResult, bool]:
-    """Build the model and run the trainer; the model is dropped on return."""
-    unet = source.motion_unet(resolve_precision(config.precision, device).weight_dtype)
+           weight_dtype: torch.dtype, motion_info: Any, resume_from: str | Path | None,
+           callbacks: TrainCallbacks | None, runner: Runner | None,
+           validation: ValidationPrompt | None = None) -> tuple[TrainResult, bool]:
+    """Build the model in ``weight_dtype`` and run the trainer; the model is dropped on return."""
+    unet = source.motion_unet(weight_dtype)
     free_memory(device)
     trainer = Trainer(unet, clips, make_noise_scheduler(), config, motion_info=motion_info, device=device,
                       validation=validation)

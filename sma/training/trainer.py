@@ -65,10 +65,6 @@ from .optim import check_optimizer_available, clip_group, lr_factor, make_optimi
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
 from .samples import ValidationPrompt, ValidationSampler
 
-BAD_OUTPUT = "model output"
-"""Loss-part key of the non-finite flag of the model's output (0 or 1), checked with the losses."""
-
-
 class Trainer:
     """Fit a motion LoRA (and MotionDirector's spatial LoRA) to reference clips.
 
@@ -202,11 +198,10 @@ class Trainer:
         self.grad_scaler.scale(loss / self.config.grad_accum).backward()
 
     def _spatial_pass(self, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
-                      frame: torch.Tensor, step: int) -> torch.Tensor:
+                      frame: torch.Tensor) -> torch.Tensor:
         """MSE of one frame per window through the image model (motion modules bypassed); backward done.
 
-        Returns the detached loss (0-d, on the device: no sync here; :meth:`_check_and_step` checks it
-        for ``step``).
+        Returns the detached loss (0-d, on the device: no sync here; :meth:`_check_and_step` checks it).
         """
         rows = torch.arange(x_t.shape[0], device=x_t.device)
         frame = frame.to(x_t.device)
@@ -219,13 +214,13 @@ class Trainer:
         return loss.detach()
 
     def _temporal_pass(self, batch: Batch, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
-                       anchor: torch.Tensor, spatial_on: bool, step: int,
-                       want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+                       anchor: torch.Tensor, spatial_on: bool,
+                       want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Temporal loss on whole windows (+ SMA); backward done.
 
-        Returns the detached loss parts (0-d device tensors; ``"model output"`` is 0 when the model's
-        output is finite, else 1; :meth:`_check_and_step` checks them for ``step``) and ``z0_hat[0]``
-        ``[F, C, h, w]`` when ``want_z0_hat``.
+        Returns the detached loss parts (0-d device tensors), whether the model's output held a NaN or inf (a 0-d
+        bool device tensor; :meth:`_check_and_step` checks both) and ``z0_hat[0]`` ``[F, C, h, w]`` when
+        ``want_z0_hat``.
         """
         cfg = self.config
         frames = x_t.shape[1]
@@ -249,11 +244,15 @@ class Trainer:
             self._backward(total)
         detached = {k: v.detach() for k, v in parts.items()}
         preview = z0_hat[0].detach() if want_z0_hat and z0_hat is not None else None
-        return {BAD_OUTPUT: (~torch.isfinite(pred.detach()).all()).float(), **detached}, preview
+        return detached, ~torch.isfinite(pred.detach()).all(), preview
 
-    def _micro_step(self, micro_step: int, step: int,
-                    want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """Draw a batch, its timesteps, noise, anchors and spatial frames; run both paths (backward done)."""
+    def _micro_step(self, micro_step: int,
+                    want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """Draw a batch, its timesteps, noise, anchors and spatial frames; run both paths (backward done).
+
+        Returns the loss parts, whether the model's output held a NaN or inf, and ``z0_hat[0]`` (see
+        :meth:`_temporal_pass`).
+        """
         cfg, g = self.config, self.generator
         indices = clips_for_step(micro_step, len(self.clips), cfg.clips_per_step, cfg.seed)
         batch = make_batch(self.clips, indices, self.window, g, self.device)
@@ -270,16 +269,17 @@ class Trainer:
         losses: dict[str, torch.Tensor] = {}
         spatial_on = bool(self.spatial_params) and not skip_spatial
         if spatial_on:
-            losses["spatial"] = self._spatial_pass(x_t, target, t, batch.text, spatial_frame, step)
-        temporal, z0_hat = self._temporal_pass(batch, x_t, target, t, anchor, spatial_on, step, want_z0_hat)
+            losses["spatial"] = self._spatial_pass(x_t, target, t, batch.text, spatial_frame)
+        temporal, bad_output, z0_hat = self._temporal_pass(batch, x_t, target, t, anchor, spatial_on, want_z0_hat)
         losses.update(temporal)
-        return losses, z0_hat
+        return losses, bad_output, z0_hat
 
     # --- optimizer step -------------------------------------------------------------------------------
 
-    def _check_and_step(self, step: int, micro_parts: list[dict[str, torch.Tensor]]
+    def _check_and_step(self, step: int, micro_parts: list[dict[str, torch.Tensor]], nonfinite: list[torch.Tensor]
                         ) -> tuple[list[dict[str, float]], dict[str, float], dict[str, float]]:
-        """Clip per LoRA, read losses and gradient norms with ONE device sync, stop on NaN/inf, then step.
+        """Clip per LoRA, read losses, output checks and gradient norms with ONE device sync, stop on NaN/inf, then
+        step. ``nonfinite``: per micro-batch, whether the model's output held a NaN or inf.
 
         Returns (each micro-batch's loss parts as floats, learning rates used, gradient norms before clipping).
 
@@ -291,15 +291,16 @@ class Trainer:
         rates = {group["name"]: float(group["lr"]) for group in self.optimizer.param_groups}
         self.grad_scaler.unscale_(self.optimizer)
         norms = {group["name"]: clip_group(group["params"], cfg.max_grad_norm) for group in self.optimizer.param_groups}
-        tensors = [v for parts in micro_parts for v in parts.values()] + list(norms.values())
+        tensors = [v for parts in micro_parts for v in parts.values()] + nonfinite + list(norms.values())
         values = iter(torch.stack([v.float().reshape(()).to(self.device) for v in tensors]).tolist())  # the one sync
         read = [{name: next(values) for name in parts} for parts in micro_parts]
-        for parts in read:
+        output_bad = [next(values) for _ in nonfinite]
+        for parts, bad in zip(read, output_bad):
+            if bad != 0.0:
+                raise TrainingDiverged(step, "the model output", self.last_checkpoint)
             for name, value in parts.items():
-                if (value != 0.0) if name == BAD_OUTPUT else not math.isfinite(value):
-                    raise TrainingDiverged(step, "the model output" if name == BAD_OUTPUT else f"the {name} loss",
-                                           self.last_checkpoint)
-            parts.pop(BAD_OUTPUT)
+                if not math.isfinite(value):
+                    raise TrainingDiverged(step, f"the {name} loss", self.last_checkpoint)
         grad_norms = {name: next(values) for name in norms}
         if not self.grad_scaler.is_enabled():  # with a GradScaler, inf gradients only skip the step
             for name, norm in grad_norms.items():
@@ -370,12 +371,14 @@ class Trainer:
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         micro_parts: list[dict[str, torch.Tensor]] = []
+        nonfinite: list[torch.Tensor] = []
         z0_hat = None
         for micro in range(cfg.grad_accum):
             last = micro == cfg.grad_accum - 1
-            parts, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, step, want_preview and last)
+            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, want_preview and last)
             micro_parts.append(parts)
-        read, rates, norms = self._check_and_step(step, micro_parts)
+            nonfinite.append(bad_output)
+        read, rates, norms = self._check_and_step(step, micro_parts, nonfinite)
         sums: dict[str, float] = {}
         for parts in read:
             for name, value in parts.items():
