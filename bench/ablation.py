@@ -46,6 +46,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sma.toyworld.recipe import (  # noqa: E402
+    TOY_LEARNING_RATE,
+    TOY_RANK,
+    TOY_SAMPLE_STEPS,
+    TOY_TARGETS,
+    TOY_TIMESTEP_MIN,
+)
+
 MODES = ("off", "paper", "plus")
 DEFAULT_LAMBDAS = (0.4, 0.2)
 SWEEP_VALUES = (0.1, 0.4, 1.0)
@@ -58,12 +66,12 @@ class Budget:
     """Training and evaluation budget shared by every run of one ablation."""
 
     steps: int = 400
-    rank: int = 16
-    lr: float = 3e-3
-    targets: tuple[str, ...] = ("attention", "ff", "proj")
-    timestep_min: int = 400
+    rank: int = TOY_RANK
+    lr: float = TOY_LEARNING_RATE
+    targets: tuple[str, ...] = TOY_TARGETS
+    timestep_min: int = TOY_TIMESTEP_MIN
     samples: int = 6
-    sample_steps: int = 25
+    sample_steps: int = TOY_SAMPLE_STEPS
     strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
     appearance_b: str = "shape"
     """``shape``: B keeps A's colours on another shape and background; ``new``: B also has other colours
@@ -129,14 +137,14 @@ def plan(families: tuple[str, ...], seeds: tuple[int, ...], sweep_families: tupl
 # --- one run (in a worker process) ------------------------------------------------------------------
 
 def train_config(run: Run, budget: Budget):
-    """The ``TrainConfig`` of a run: the same budget for every mode, only the SMA settings differ."""
-    from sma.training import TrainConfig
+    """The ``TrainConfig`` of a run: the toy recipe at the budget, the same for every mode; only the SMA settings
+    differ."""
+    from sma.toyworld.recipe import toy_train_config
 
     settings = {} if run.mode == "off" or run.snr else {"snr_gamma": None}
-    return TrainConfig(steps=budget.steps, rank=budget.rank, learning_rate=budget.lr,
-                       spatial_learning_rate=budget.lr / 3, targets=budget.targets, sma_mode=run.mode,
-                       lambda_global=run.lambda_global, lambda_local=run.lambda_local, seed=run.seed,
-                       timestep_min=budget.timestep_min, precision="fp32", gradient_checkpointing=False, **settings)
+    return toy_train_config(budget.steps, run.seed, rank=budget.rank, learning_rate=budget.lr,
+                            targets=budget.targets, timestep_min=budget.timestep_min, sma_mode=run.mode,
+                            lambda_global=run.lambda_global, lambda_local=run.lambda_local, **settings)
 
 
 def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dict[str, Any]]:
@@ -145,17 +153,15 @@ def execute(run: Run, budget: Budget, base: str | None, device: str) -> list[dic
 
     torch.set_num_threads(1)  # many small runs side by side: one thread each
     from sma.toyworld import transfer
-    from sma.toyworld.base import load_base, noise_scheduler
-    from sma.training import Trainer, TrainingClip
+    from sma.toyworld.recipe import toy_trainer
 
     started = time.perf_counter()
     task = transfer.make_task(run.family, run.seed)
     if budget.appearance_b == "shape":
         task = transfer.new_shape_and_background(task)
-    model = load_base(base, device)
-    trainer = Trainer(model, [TrainingClip(task.latents, task.tokens, run.family)], noise_scheduler(),
-                      train_config(run, budget), device=device)
+    trainer = toy_trainer(task, train_config(run, budget), base, device)
     result = trainer.run()
+    model = trainer.unet
     trained = time.perf_counter() - started
     scores = transfer.evaluate(model, task, budget.strengths, budget.samples, seed=1000 + run.seed,
                                steps=budget.sample_steps)

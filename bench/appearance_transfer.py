@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sma.atomic import atomic_write_path  # noqa: E402
-from sma.cli import demo  # noqa: E402
+from sma.toyworld import recipe  # noqa: E402
 from sma.toyworld import transfer  # noqa: E402
 
 STRENGTHS = (0.0, 0.75, 1.0)
@@ -38,7 +38,7 @@ VARIANTS = {
     "colour, shape, texture and background (the pilot's B)": ("hue", "value", "kind", "size", "aspect", "striped",
                                                              "grey", "waves"),
 }
-"""What B takes from the demo's appearance B (:func:`demo.demo_task`); the rest stays the reference's."""
+"""What B takes from the demo's appearance B (:func:`sma.toyworld.recipe.demo_task`); the rest stays the reference's."""
 
 
 def variant(task: transfer.TransferTask, fields: tuple[str, ...]) -> transfer.TransferTask:
@@ -60,13 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    task = demo.demo_task(args.seed)
+    task = recipe.demo_task(args.seed)
     task = replace(task, target=transfer.make_task("translate", args.seed, reference=task.reference).target)
-    model, _ = transfer.train_motion_lora(task, demo.demo_config(args.steps, args.seed))
+    trainer = recipe.toy_trainer(task, recipe.toy_train_config(args.steps, args.seed))
+    trainer.run()
+    model = trainer.unet
     rows = []
     for name, fields in VARIANTS.items():
         scores = transfer.evaluate(model, variant(task, fields), STRENGTHS, args.samples, seed=1000 + args.seed,
-                                   steps=demo.SAMPLE_STEPS)
+                                   steps=recipe.TOY_SAMPLE_STEPS)
         rows.append({"differs_in": name, "fields": list(fields),
                      "scores": {str(s): {k: x if math.isfinite(x) else None for k, x in asdict(v).items()}
                                 for s, v in scores.items()}})

@@ -24,7 +24,7 @@ from tiny_encoders import tiny_text_encoder, tiny_vae
 
 from sma import text
 from sma.cli import build_parser, main
-from sma.cli import demo as demo_cmd
+from sma.toyworld.recipe import TOY_RANK
 from sma.cli import train as train_cmd
 from sma.errors import SMAInputError
 from sma.lora import load_motion_lora, lora_rank
@@ -139,7 +139,7 @@ def test_inspect_our_lora(demo):
     assert result.returncode == 0, result.stderr
     parameters = sum(t.numel() for t in safetensors.torch.load_file(str(path)).values())
     assert f"layers: {DEMO_LORA_LAYERS} LoRA pairs" in result.stdout
-    assert f"rank: {demo_cmd.DEMO_RANK}\n" in result.stdout
+    assert f"rank: {TOY_RANK}\n" in result.stdout
     assert f"dtypes: float16 ({2 * DEMO_LORA_LAYERS} tensors)" in result.stdout
     assert f"parameters: {parameters:,}" in result.stdout
     assert ("down_blocks.0: motion modules [0, 1], 24 layers: attn1(q,k,v,out) attn2(q,k,v,out) ff(out,in) proj_in "
@@ -160,7 +160,7 @@ def test_inspect_reads_a_peft_layout_file(demo, tmp_path, capsys):
         parsed = parse_lora_key(key)
         role = "lora_A" if parsed.role == "down" else "lora_B"
         peft[f"unet.{diffusers_module(parsed.module)}.{role}.weight"] = tensor.float()
-    rank = demo_cmd.DEMO_RANK
+    rank = TOY_RANK
     config = json.dumps({"unet.r": rank, "unet.lora_alpha": rank / 2})
     path = tmp_path / "peft_lora.safetensors"
     safetensors.torch.save_file(peft, str(path), metadata={"lora_adapter_metadata": config})

@@ -19,6 +19,7 @@ from conftest import DEMO_TEST_SAMPLES, DEMO_TEST_STEPS
 from sma.cli import demo as demo_cmd
 from sma.cli import main
 from sma.lora import load_motion_lora, lora_rank
+from sma.toyworld.recipe import TOY_RANK
 from sma.viz import LOSS_CURVE_SIZE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def test_demo_gif_shows_reference_without_and_with(demo):
 def test_demo_lora_loads_with_metadata(demo):
     _, out = demo
     state, metadata = load_motion_lora(out / "motion_lora.safetensors")
-    assert lora_rank(state) == demo_cmd.DEMO_RANK
+    assert lora_rank(state) == TOY_RANK
     assert metadata["demo"] is True and metadata["family"] == "v3" and metadata["steps"] == DEMO_TEST_STEPS
     assert metadata["frames"] == 8 and metadata["sma_mode"] == "plus"
 
@@ -111,6 +112,6 @@ def test_demo_ctrl_c_saves_the_partial_lora(tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err and "partial motion LoRA saved to" in err
     state, metadata = load_motion_lora(out / "motion_lora_partial.safetensors")
-    assert lora_rank(state) == demo_cmd.DEMO_RANK
+    assert lora_rank(state) == TOY_RANK
     assert metadata["stopped_early"] is True and 1 <= metadata["steps"] < 100000
     assert not (out / "motion_lora.safetensors").exists()

@@ -8,7 +8,7 @@ What runs (everything seeded):
    generates *some* motion, in a random direction);
 2. a reference clip from the toy world: a red bar gliding up and to the right (appearance A, motion M);
 3. a motion LoRA trained on it with the pack's ``Trainer`` (MotionDirector's dual path + SMA ``plus``),
-   on the noisier part of the schedule (t >= :data:`DEMO_TIMESTEP_MIN`), where the layout and so the
+   on the noisier part of the schedule (t >= :data:`sma.toyworld.recipe.TOY_TIMESTEP_MIN`), where the layout and so the
    motion of a clip is decided;
 4. new clips of a different appearance B (another shape on another background, the same colour: on
    this toy base a motion LoRA also learns the reference's colour, and a new colour does not transfer;
@@ -42,20 +42,13 @@ from .. import __version__
 from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 from ..toyworld import transfer
-from ..toyworld.base import base_record, load_base, noise_scheduler
-from ..toyworld.world import KINDS, Appearance, random_appearance, translation
-from ..training import TrainConfig, Trainer, TrainingClip
+from ..toyworld.base import base_record
+from ..toyworld.recipe import DEMO_VELOCITY, TOY_SAMPLE_STEPS, demo_task, toy_train_config, toy_trainer
+from ..toyworld.world import KINDS, Appearance
 from .images import frame_grid, frames_to_uint8, save_gif
 from .running import Outcome, report_interrupted, run_trainer, save_outcome
 
-VELOCITY = (1.0, -0.5)
-"""The reference motion M, px/frame (x right, y down: up and to the right)."""
-DEMO_RANK = 16
-DEMO_LR = 3e-3
-DEMO_TARGETS = ("attention", "ff", "proj")
-DEMO_TIMESTEP_MIN = 400
 SAMPLES = 4
-SAMPLE_STEPS = 25
 UPSCALE = 8
 FPS = 6.0
 LORA_NAME = "motion_lora.safetensors"
@@ -71,34 +64,10 @@ def _check(args: argparse.Namespace) -> None:
         raise SMAInputError(f"--samples must be 1..16, got {args.samples}.")
 
 
-def reference_appearance(seed: int) -> Appearance:
-    """Appearance A: one red, solid bar (background drawn from ``seed``)."""
-    app = random_appearance(1, 1, generator=torch.Generator().manual_seed(seed))
-    app.hue.zero_()
-    app.kind.zero_()
-    app.striped.zero_()
-    app.size.fill_(2.8)
-    app.aspect.fill_(2.0)
-    return app
-
-
-def demo_task(seed: int) -> transfer.TransferTask:
-    """The demo's reference clip (motion :data:`VELOCITY`, appearance A) and its appearance B: A's colour,
-    the shape, size and background of the toy world's "other appearance" for A."""
-    task = transfer.make_task("translate", seed, reference=translation(reference_appearance(seed), VELOCITY))
-    return transfer.new_shape_and_background(task)
-
-
 def describe(appearance: Appearance) -> str:
     """``'a red bar'``-style words for the demo's one-shape appearances (red: hue 0)."""
     kind = KINDS[int(appearance.kind[0, 0])]
     return f"a red {'bar' if kind == 'rect' else kind}"
-
-
-def demo_config(steps: int, seed: int) -> TrainConfig:
-    return TrainConfig(steps=steps, seed=seed, rank=DEMO_RANK, learning_rate=DEMO_LR,
-                       spatial_learning_rate=DEMO_LR / 3, targets=DEMO_TARGETS, sma_mode="plus", precision="fp32",
-                       gradient_checkpointing=False, timestep_min=DEMO_TIMESTEP_MIN)
 
 
 COLUMNS = ("reference", "without LoRA", "with LoRA")
@@ -153,11 +122,10 @@ def run(args: argparse.Namespace) -> int:
     files = {"lora": out / LORA_NAME, "gif": out / "demo.gif", "loss_curve": out / "loss_curve.png",
              "summary": out / "summary.json"}
     task = demo_task(args.seed)
-    model = load_base()
-    config = demo_config(args.steps, args.seed)
-    trainer = Trainer(model, [TrainingClip(task.latents, task.tokens, "red bar")], noise_scheduler(), config,
-                      device="cpu")
-    print(f"learning the motion of a red bar ({VELOCITY[0]:+g}, {VELOCITY[1]:+g} px/frame) with a rank-{DEMO_RANK} "
+    config = toy_train_config(args.steps, args.seed)
+    trainer = toy_trainer(task, config)
+    model = trainer.unet
+    print(f"learning the motion of a red bar ({DEMO_VELOCITY[0]:+g}, {DEMO_VELOCITY[1]:+g} px/frame) with a rank-{config.lora.rank} "
           f"motion LoRA, {args.steps} steps on the pretrained toy base (CPU); then generating "
           f"{describe(task.target)} on another background without and with it")
     trained = time.perf_counter()
@@ -168,16 +136,16 @@ def run(args: argparse.Namespace) -> int:
         return report_interrupted(outcome, lora)
 
     seed = 1000 + args.seed
-    without = transfer.generate(model, task, args.samples, seed, SAMPLE_STEPS, strength=0.0)
-    with_lora = transfer.generate(model, task, args.samples, seed, SAMPLE_STEPS, strength=1.0)
+    without = transfer.generate(model, task, args.samples, seed, TOY_SAMPLE_STEPS, strength=0.0)
+    with_lora = transfer.generate(model, task, args.samples, seed, TOY_SAMPLE_STEPS, strength=1.0)
     scores = {"without_lora": transfer.score_samples(without, task), "with_lora": transfer.score_samples(with_lora, task)}
     save_gif(side_by_side(task.frames, without, with_lora), files["gif"], FPS)
     summary = {
         "command": "demo", "version": __version__,
-        "reference_motion_px_per_frame": list(VELOCITY),
-        "settings": {"steps": args.steps, "seed": args.seed, "rank": DEMO_RANK, "lr": DEMO_LR,
-                     "targets": list(DEMO_TARGETS), "sma_mode": config.sma_mode,
-                     "timestep_min": config.timestep_min, "samples": args.samples, "sampling_steps": SAMPLE_STEPS},
+        "reference_motion_px_per_frame": list(DEMO_VELOCITY),
+        "settings": {"steps": args.steps, "seed": args.seed, "rank": config.lora.rank, "lr": config.learning_rate,
+                     "targets": list(config.lora.targets), "sma_mode": config.sma_mode,
+                     "timestep_min": config.timestep_min, "samples": args.samples, "sampling_steps": TOY_SAMPLE_STEPS},
         "new_appearance": describe(task.target) + " on another background",
         "seconds": {"training": round(training_seconds, 2), "total": round(time.perf_counter() - started, 2)},
         "scores": {name: {key: number if math.isfinite(number) else None for key, number in vars(value).items()}

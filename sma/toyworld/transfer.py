@@ -2,8 +2,8 @@
 
 A :class:`TransferTask` holds the reference clip (motion M drawn with appearance A, with nuisance), its
 latents and appearance embedding, and a different appearance B (other hues, other kind, other texture).
-:func:`train_motion_lora` fits a motion LoRA to the reference with the pack's own ``Trainer`` on the
-pretrained toy base; :func:`evaluate` samples B with the motion LoRA at given strengths (MotionDirector's
+:mod:`.recipe` fits a motion LoRA to the reference with the pack's own ``Trainer`` on the pretrained toy
+base; :func:`evaluate` samples B with the motion LoRA at given strengths (MotionDirector's
 spatial LoRA off, as at inference) and measures, against the known M:
 
 - ``error``: trajectory error (px/frame; :func:`.tracker.motion_error`: centroid displacement plus
@@ -26,9 +26,8 @@ from torch import Tensor, nn
 
 from ..lora import enable_lora, set_lora_scale
 from ..metrics import trajectory_fidelity
-from ..training import TrainCallbacks, TrainConfig, Trainer, TrainingClip, TrainResult
 from ..training.model import MOTION_ADAPTER, SPATIAL_ADAPTER
-from .base import load_base, noise_scheduler, sample
+from .base import sample
 from .codec import decode, embed_appearance, encode
 from .tracker import Motion, colour_mask, main_blob, motion_error, track, wrap_half_turn
 from .world import GREY_RANGE, HUES_DEG, KINDS, Appearance, Nuisance, Scene, random_scenes, render, with_appearance
@@ -106,17 +105,6 @@ def new_shape_and_background(task: TransferTask) -> TransferTask:
     grey = torch.where(appearance.grey > (low + high) / 2, low, high)
     return retarget(task, replace(appearance, grey=grey,
                                   **{name: getattr(task.target, name) for name in SHAPE_AND_BACKGROUND}))
-
-
-def train_motion_lora(task: TransferTask, config: TrainConfig, base: str | None = None,
-                      device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None
-                      ) -> tuple[nn.Module, TrainResult]:
-    """Fit a motion LoRA to the task's reference clip on a fresh copy of the toy base (``base``: a folder
-    with its files, default the shipped one). Returns the model (adapters in place) and the result."""
-    model = load_base(base, device)
-    clip = TrainingClip(task.latents, task.tokens, f"{task.family} reference")
-    trainer = Trainer(model, [clip], noise_scheduler(), config, device=device)
-    return model, trainer.run(callbacks)
 
 
 def outline_points(centre: Tensor, angle: Tensor, scale: Tensor, radius: float) -> Tensor:

@@ -1,0 +1,62 @@
+"""The one recipe for a motion LoRA on the toy base: its settings, its trainer, and the demo's task.
+
+The demo, the SMA ablation, the appearance-transfer bench and the tests all train through
+:func:`toy_train_config` and :func:`toy_trainer`, so a change of recipe reaches each of them.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..training import TrainConfig, Trainer, TrainingClip
+from .base import load_base, noise_scheduler
+from .transfer import TransferTask, make_task, new_shape_and_background
+from .world import Appearance, random_appearance, translation
+
+TOY_RANK = 16
+TOY_LEARNING_RATE = 3e-3
+"""The motion LoRA's learning rate; the spatial LoRA learns at a third of it."""
+TOY_TARGETS = ("attention", "ff", "proj")
+TOY_TIMESTEP_MIN = 400
+"""Train on the noisier part of the schedule (t >= 400), where the layout and so the motion of a clip is decided."""
+TOY_SAMPLE_STEPS = 25
+"""Sampling steps of the samples a toy-world LoRA is judged by."""
+DEMO_VELOCITY = (1.0, -0.5)
+"""The demo's reference motion M, px/frame (x right, y down: up and to the right)."""
+
+
+def toy_train_config(steps: int, seed: int, *, rank: int = TOY_RANK, learning_rate: float = TOY_LEARNING_RATE,
+                     targets: tuple[str, ...] = TOY_TARGETS, timestep_min: int = TOY_TIMESTEP_MIN,
+                     **settings) -> TrainConfig:
+    """The toy recipe's :class:`TrainConfig`: fp32 and no gradient checkpointing (a tiny model on the CPU), SMA
+    ``plus`` unless ``settings`` (any other training setting) say otherwise."""
+    return TrainConfig(steps=steps, seed=seed, rank=rank, learning_rate=learning_rate,
+                       spatial_learning_rate=learning_rate / 3, targets=targets, timestep_min=timestep_min,
+                       precision="fp32", gradient_checkpointing=False, **{"sma_mode": "plus", **settings})
+
+
+def toy_trainer(task: TransferTask, config: TrainConfig, base: str | None = None,
+                device: torch.device | str = "cpu") -> Trainer:
+    """A :class:`Trainer` of a motion LoRA for the task's reference clip on a fresh copy of the toy base (``base``:
+    a folder with its files, default the shipped one); the model, with its adapters once trained, is
+    ``trainer.unet``."""
+    model = load_base(base, device)
+    clip = TrainingClip(task.latents, task.tokens, f"{task.family} reference")
+    return Trainer(model, [clip], noise_scheduler(), config, device=device)
+
+
+def reference_appearance(seed: int) -> Appearance:
+    """Appearance A: one red, solid bar (background drawn from ``seed``)."""
+    app = random_appearance(1, 1, generator=torch.Generator().manual_seed(seed))
+    app.hue.zero_()
+    app.kind.zero_()
+    app.striped.zero_()
+    app.size.fill_(2.8)
+    app.aspect.fill_(2.0)
+    return app
+
+
+def demo_task(seed: int) -> TransferTask:
+    """The demo's reference clip (motion :data:`DEMO_VELOCITY`, appearance A) and its appearance B: A's colour,
+    the shape, size and background of the toy world's "other appearance" for A."""
+    task = make_task("translate", seed, reference=translation(reference_appearance(seed), DEMO_VELOCITY))
+    return new_shape_and_background(task)
