@@ -9,7 +9,6 @@ v-prediction MSE at uniform timesteps of AnimateDiff's linear schedule. An expon
 from __future__ import annotations
 
 import copy
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
+from ..training import diffusion_target, lr_factor
 from .base import FAMILY, PREDICTION, load_base, new_base, noise_scheduler
 from .codec import embed_appearance, encode
 from .world import FAMILIES, Nuisance, Scene, random_scenes, render
@@ -50,12 +50,14 @@ class PretrainConfig:
         return self.ema_decay if self.ema_decay is not None else min(0.999, max(0.9, 1 - 10 / self.steps))
 
 
+LR_FLOOR = 0.1
+"""The cosine schedule decays the learning rate to this share of ``lr``."""
+
+
 def _lr_factor(step: int, config: PretrainConfig) -> float:
-    warmup = config.resolved_warmup()
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    """The training package's warm-up + cosine schedule, with ``config.steps`` read at each step (a time budget
+    may lower it)."""
+    return lr_factor("cosine", config.resolved_warmup(), config.steps, floor=LR_FLOOR)(step)
 
 
 @torch.no_grad()
@@ -87,7 +89,6 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
     model = (load_base(config.init, device) if config.init else new_base(config.seed)).to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     scheduler = noise_scheduler()
-    abar = scheduler.alphas_cumprod.to(device, torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     use_bf16 = device.type == "cuda" and config.precision == "bf16"
@@ -105,9 +106,8 @@ def pretrain(config: PretrainConfig, device: torch.device | str = "cpu", log: Ca
         tokens = tokens_all[index.to(device)].repeat_interleave(config.frames, dim=0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch,), generator=gd, device=device)
         noise = torch.randn(latents.shape, generator=gd, device=device)
-        a = abar[t].view(-1, 1, 1, 1, 1)
-        x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
-        target = a.sqrt() * noise - (1 - a).sqrt() * latents
+        x_t = scheduler.add_noise(latents, noise, t)
+        target = diffusion_target(scheduler, latents, noise, t)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             pred = model(x_t.transpose(1, 2), t, encoder_hidden_states=tokens).sample
         loss = F.mse_loss(pred.float().transpose(1, 2), target)

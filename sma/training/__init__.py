@@ -32,7 +32,8 @@ from ..errors import TrainingDiverged
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import DEFAULTS, TrainConfig
 from .data import TrainingClip
-from .objectives import debias, debiased_mse
+from .objectives import debias, debiased_mse, diffusion_target
+from .optim import lr_factor
 from .pipeline import TrainingSource, TrainOutcome, partial_path, train_motion_lora
 from .reports import StepReport, TrainCallbacks, TrainResult
 from .samples import ValidationPrompt
@@ -40,6 +41,7 @@ from .trainer import Trainer
 
 __all__ = [
     "DEFAULTS", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
-    "TrainingClip", "TrainingDiverged", "TrainingSource", "ValidationPrompt", "debias", "debiased_mse", "latest_checkpoint",
-    "list_checkpoints", "load_checkpoint", "partial_path", "train_motion_lora",
+    "TrainingClip", "TrainingDiverged", "TrainingSource", "ValidationPrompt", "debias", "debiased_mse",
+    "diffusion_target", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "lr_factor", "partial_path",
+    "train_motion_lora",
 ]

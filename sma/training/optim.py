@@ -11,11 +11,11 @@ from torch import nn
 from ..errors import SMAInputError
 
 
-def lr_factor(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+def lr_factor(schedule: str, warmup_steps: int, total_steps: int, floor: float = 0.0) -> Callable[[int], float]:
     """Multiplier of the base learning rate for the update after ``step`` completed updates.
 
     Linear warm-up from ``1/(warmup+1)`` to 1 over ``warmup_steps`` updates, then constant or cosine
-    decay to 0 at ``total_steps``.
+    decay to ``floor`` at ``total_steps``.
     """
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -24,7 +24,7 @@ def lr_factor(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
             return 1.0
         span = max(1, total_steps - warmup_steps)
         progress = min(1.0, (step - warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
 
 
