@@ -2,10 +2,8 @@
 tracking, table and plot); the plan covers every mode, family and sweep value; paired differences pair seeds."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
+from bench import ablation as ablation_cli
+from bench import ablation_plan, ablation_stats
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", REPO_ROOT / "bench" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablation"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_executes_the_real_path(ablation, tmp_path):
-    assert ablation.main(["--preset", "smoke", "--appearance-b", "new", "--out", str(tmp_path)]) == 0
+def test_smoke_run_executes_the_real_path(tmp_path):
+    assert ablation_cli.main(["--preset", "smoke", "--appearance-b", "new", "--out", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted({r["mode"] for r in rows}) == ["off", "paper", "plus"]
     assert len(rows) == 3 * 2 and {r["strength"] for r in rows} == {0.0, 1.0}
@@ -64,10 +56,10 @@ def test_b_with_the_reference_colours_keeps_them_and_leak_measures_the_backgroun
     assert transfer.score_samples(task.frames[None], task).leak > 0.5  # B = new colours: A's colour is all leak
 
 
-def test_plan_covers_modes_families_and_the_sweep(ablation):
+def test_plan_covers_modes_families_and_the_sweep():
     from sma.toyworld.world import FAMILIES
 
-    runs = ablation.plan(FAMILIES, (0, 1, 2), FAMILIES)
+    runs = ablation_plan.plan(FAMILIES, (0, 1, 2), FAMILIES)
     main = [r for r in runs if r.group == "main"]
     assert len(main) == 3 * len(FAMILIES) * 3 and len(set(main)) == len(main)
     sweep = [r for r in runs if r.group == "sweep"]
@@ -77,41 +69,41 @@ def test_plan_covers_modes_families_and_the_sweep(ablation):
         assert {0.1, 0.4, 1.0} <= globals_ and {0.1, 0.4, 1.0} <= locals_
     assert {r.family for r in sweep if not r.snr} == set(FAMILIES)
     assert all(r.mode == "plus" for r in sweep if not r.snr)
-    config = ablation.train_config(ablation.Run("orbit", 1, "paper", 1.0, 0.1), ablation.PRESETS["full"].budget)
+    config = ablation_plan.train_config(ablation_plan.Run("orbit", 1, "paper", 1.0, 0.1), ablation_plan.PRESETS["full"].budget)
     assert (config.sma_mode, config.sma.lambda_global, config.sma.lambda_local, config.seed) == ("paper", 1.0, 0.1, 1)
-    no_snr = ablation.train_config(ablation.Run("orbit", 0, "plus", snr=False), ablation.PRESETS["full"].budget)
+    no_snr = ablation_plan.train_config(ablation_plan.Run("orbit", 0, "plus", snr=False), ablation_plan.PRESETS["full"].budget)
     assert no_snr.sma.snr_gamma is None and config.sma.snr_gamma is not None
 
 
-def test_paired_differences_match_seeds(ablation):
+def test_paired_differences_match_seeds():
     rows = []
     for seed, (off, plus) in enumerate([(2.0, 1.0), (3.0, 2.5), (1.0, 1.5)]):
         for mode, error in (("off", off), ("plus", plus)):
             rows.append({"group": "main", "family": "translate", "seed": seed, "mode": mode, "strength": 1.0,
                          "error": error})
-    assert ablation.paired(rows, "error", "plus", 1.0) == [-1.0, -0.5, 0.5]
+    assert ablation_stats.paired(rows, "error", "plus", 1.0) == [-1.0, -0.5, 0.5]
 
 
-def _row(ablation, family, seed, mode, strength, error, **changes):
-    run = ablation.Run(family, seed, mode, **changes)
+def _row(family, seed, mode, strength, error, **changes):
+    run = ablation_plan.Run(family, seed, mode, **changes)
     return {**run.__dict__, "strength": strength, "error": error, "fidelity": 1 - error / 4, "leak": 0.5,
             "adherence": 1.0, "train_seconds": 10.0, "seconds": 12.0, "final_loss": 0.1, "steps": 400}
 
 
-def test_merge_combines_machines_into_one_summary(ablation, tmp_path):
+def test_merge_combines_machines_into_one_summary(tmp_path):
     """Rows from two machines (other seeds) make one table; a run present in both counts once (the later)."""
-    first = [_row(ablation, f, 0, m, s, 1.0 + (m == "plus")) for f in ("translate", "orbit")
+    first = [_row(f, 0, m, s, 1.0 + (m == "plus")) for f in ("translate", "orbit")
              for m in ("off", "paper", "plus") for s in (0.0, 1.0)]
-    second = [_row(ablation, f, 1, m, s, 2.0) for f in ("translate", "orbit") for m in ("off", "paper", "plus")
+    second = [_row(f, 1, m, s, 2.0) for f in ("translate", "orbit") for m in ("off", "paper", "plus")
               for s in (0.0, 1.0)]
-    second.append(_row(ablation, "orbit", 0, "plus", 1.0, 3.0))  # a rerun of one run of the first machine
-    second.append(_row(ablation, "translate", 0, "plus", 1.0, 1.5, lambda_global=1.0, group="sweep"))
+    second.append(_row("orbit", 0, "plus", 1.0, 3.0))  # a rerun of one run of the first machine
+    second.append(_row("translate", 0, "plus", 1.0, 1.5, lambda_global=1.0, group="sweep"))
     paths = []
     for name, rows in (("a.jsonl", first), ("b.jsonl", second)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
         paths.append(str(tmp_path / name))
     out = tmp_path / "merged"
-    assert ablation.main(["--preset", "full", "--families", "translate,orbit", "--merge", *paths,
+    assert ablation_cli.main(["merge", *paths, "--preset", "full", "--families", "translate,orbit",
                           "--out", str(out)]) == 0
     merged = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(merged) == len(first) + len(second) - 1
@@ -125,23 +117,23 @@ def test_merge_combines_machines_into_one_summary(ablation, tmp_path):
     assert meta["seconds"] is None and meta["lora_seconds"] == 12.0 * (4 * 3 + 1) and meta["merged_from"] == paths
 
 
-def test_finish_by_starts_only_runs_that_fit(ablation, tmp_path, monkeypatch):
+def test_finish_by_starts_only_runs_that_fit(tmp_path, monkeypatch):
     """With a time box, runs are started while the longest run so far still fits; the rest are listed."""
     clock = {"now": 0.0}
-    monkeypatch.setattr(ablation.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(ablation_plan.time, "perf_counter", lambda: clock["now"])
 
     def fake_execute(run, budget, base, device):
         clock["now"] += 40.0
-        return [_row(ablation, run.family, run.seed, run.mode, 1.0, 1.0) | {"seconds": 40.0}]
+        return [_row(run.family, run.seed, run.mode, 1.0, 1.0) | {"seconds": 40.0}]
 
-    monkeypatch.setattr(ablation, "execute", fake_execute)
-    runs = ablation.plan(("translate", "orbit"), (0,))
-    rows = ablation.run_all(runs, ablation.PRESETS["smoke"].budget, None, "cpu", 1, tmp_path, finish_by=100.0)
+    monkeypatch.setattr(ablation_plan, "execute", fake_execute)
+    runs = ablation_plan.plan(("translate", "orbit"), (0,))
+    rows = ablation_plan.run_all(runs, ablation_plan.PRESETS["smoke"].budget, None, "cpu", 1, tmp_path, finish_by=100.0)
     assert [(r["family"], r["mode"]) for r in rows] == [("translate", "off"), ("translate", "paper")]
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("dof, exact", [(3, 3.1824), (5, 2.5706), (10, 2.2281), (20, 2.0860), (60, 2.0003)])
-def test_t_quantile_matches_the_tables(ablation, dof, exact):
+def test_t_quantile_matches_the_tables(dof, exact):
     """The interval of a paired mean uses Student's t (two-sided 95 %); textbook values of t(0.975, dof)."""
-    assert ablation.t_quantile(0.975, dof) == pytest.approx(exact, abs=0.03 if dof < 5 else 0.003)
+    assert ablation_stats.t_quantile(0.975, dof) == pytest.approx(exact, abs=0.03 if dof < 5 else 0.003)
