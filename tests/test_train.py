@@ -27,6 +27,7 @@ from sma.models.build import make_noise_scheduler, tiny_motion_unet
 from sma.models.detect import MotionModuleInfo
 from sma.preview import SD15_LATENT_RGB_FACTORS, latents_to_rgb
 from sma.training import (
+    StepHook,
     TrainCallbacks,
     TrainConfig,
     Trainer,
@@ -218,6 +219,32 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(resume_runs):
     assert ra.losses == rb.losses  # same floats, including the 3 steps before the cancel
     assert [g["lr"] for g in whole.optimizer.param_groups] == [g["lr"] for g in second.optimizer.param_groups]
     assert latest_checkpoint(resume_runs["folder"]).name == "checkpoint-000006.safetensors"
+
+
+def test_a_hook_on_the_loop_sees_every_step_and_the_estimate_it_asks_for():
+    """An extra :class:`StepHook`: called after every step with the history so far, given ``z0_hat`` exactly on
+    the steps it asks for (shape of a window), ended once; the run's LoRA is the same as without it."""
+    class Recorder(StepHook):
+        def __init__(self):
+            self.calls, self.ends = [], []
+
+        def wants_estimate(self, step):
+            return step == 2
+
+        def after_step(self, trainer, step, history, estimate):
+            self.calls.append((step, len(history), None if estimate is None else tuple(estimate.shape)))
+
+        def at_end(self, trainer, step, history, stopped):
+            self.ends.append((step, stopped))
+
+    recorder = Recorder()
+    config = replace(resume_config(), steps=3)
+    with_hook = Trainer(tiny_motion_unet("v3", seed=0), resume_clips(), make_noise_scheduler(), config)
+    result = with_hook.run(hooks=[recorder])
+    plain = Trainer(tiny_motion_unet("v3", seed=0), resume_clips(), make_noise_scheduler(), config).run()
+    assert recorder.calls == [(1, 1, None), (2, 2, (8, 4, 8, 8)), (3, 3, None)] and recorder.ends == [(3, False)]
+    assert result.last_preview is None  # previews are off: the hook's estimate was its own
+    assert all(torch.equal(result.lora_state[k], plain.lora_state[k]) for k in plain.lora_state)
 
 
 def test_resume_refuses_changed_settings(resume_runs):

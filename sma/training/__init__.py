@@ -3,7 +3,8 @@
 ``train_motion_lora`` runs the whole job (encode -> build -> train -> save) for the node and the command
 line; ``Trainer`` is the loop itself; ``TrainConfig`` (with its ``SMAConfig`` and ``LoRAConfig``) every
 setting. Modules: config, data (clips, windows), objectives, memory (precision, checkpointing),
-checkpoint (resumable files), optim, model (checks), reports, samples (validation samples), trainer, pipeline::
+checkpoint (resumable files), optim, model (checks), reports, samples (validation samples), hooks (what the loop
+does after a step: previews, checkpoints, validation samples), trainer, pipeline::
 
     from sma.training import Trainer, TrainConfig, TrainingClip
     clips = [TrainingClip(latents, text_embedding)]          # [F, 4, h, w] scaled latents, [1, 77, 768]
@@ -30,6 +31,7 @@ Design choices:
 
 from ..errors import TrainingDiverged
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from .hooks import StepHook
 from .config import DEFAULTS, TrainConfig
 from .data import TrainingClip
 from .objectives import debias, debiased_mse, diffusion_target
@@ -40,7 +42,7 @@ from .samples import ValidationPrompt
 from .trainer import Trainer
 
 __all__ = [
-    "DEFAULTS", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
+    "DEFAULTS", "StepHook", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
     "TrainingClip", "TrainingDiverged", "TrainingSource", "ValidationPrompt", "debias", "debiased_mse",
     "diffusion_target", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "lr_factor", "partial_path",
     "train_motion_lora",

@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 from dataclasses import replace
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from ..lora import lora_parameters
 from ..models.build import make_noise_scheduler
 from ..models.config import family_base
 from ..models.norms import use_ade_group_norms, use_lean_group_norms
-from ..preview import latents_to_rgb
 from . import checkpoint as ckpt
 from .config import TrainConfig, label, metadata_settings
 from .data import Batch, TrainingClip, check_clips, clips_for_step, make_batch, training_window
@@ -63,6 +62,7 @@ from .model import (
 from .objectives import debiased_mse, diffusion_target, prediction_type
 from .optim import check_optimizer_available, clip_group, lr_factor, make_optimizer
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
+from .hooks import CheckpointHook, PreviewHook, StepHook, ValidationHook
 from .samples import ValidationPrompt, ValidationSampler
 
 class Trainer:
@@ -361,11 +361,11 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------------------
 
-    def _train_step(self, step: int, want_preview: bool) -> tuple[dict[str, float], StepReport, torch.Tensor | None]:
+    def _train_step(self, step: int, want_estimate: bool) -> tuple[dict[str, float], StepReport, torch.Tensor | None]:
         """One optimizer step (``step`` 1-based): ``grad_accum`` micro-batches, then the update.
 
         Returns the mean loss parts, the report for ``on_step`` and the last micro-batch's
-        ``z0_hat[0]`` ``[F, C, h, w]`` when ``want_preview``.
+        ``z0_hat[0]`` ``[F, C, h, w]`` when ``want_estimate``.
         """
         cfg = self.config
         started = time.perf_counter()
@@ -375,7 +375,7 @@ class Trainer:
         z0_hat = None
         for micro in range(cfg.grad_accum):
             last = micro == cfg.grad_accum - 1
-            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, want_preview and last)
+            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, want_estimate and last)
             micro_parts.append(parts)
             nonfinite.append(bad_output)
         read, rates, norms = self._check_and_step(step, micro_parts, nonfinite)
@@ -388,7 +388,8 @@ class Trainer:
         report = StepReport(step, cfg.steps, dict(losses), rates, norms, time.perf_counter() - started)
         return losses, report, z0_hat
 
-    def run(self, callbacks: TrainCallbacks | None = None, resume_from: str | Path | None = None) -> TrainResult:
+    def run(self, callbacks: TrainCallbacks | None = None, resume_from: str | Path | None = None,
+            hooks: Sequence[StepHook] = ()) -> TrainResult:
         """Train for ``config.steps`` steps (or until ``should_stop``); returns the motion LoRA and logs.
 
         Works when called under ``torch.no_grad`` / ``torch.inference_mode`` (it re-enables autograd).
@@ -396,6 +397,8 @@ class Trainer:
         Args:
             callbacks: progress / preview / cancel hooks.
             resume_from: a checkpoint file, or a folder (its newest checkpoint), to continue from.
+            hooks: more :class:`~sma.training.hooks.StepHook` s, run after the previews, checkpoints and
+                validation samples the config asks for.
 
         Raises:
             TrainingDiverged: a NaN/inf loss or gradient (names the step; the last checkpoint is kept).
@@ -406,47 +409,39 @@ class Trainer:
         self._ran = True
         cb = callbacks or TrainCallbacks()
         cfg = self.config
+        preview = PreviewHook(cfg.preview_every, self.base.name, cb.on_preview)
+        validation = ValidationHook(self.validation, cb.on_validation) if self.validation is not None else None
+        every = [preview, CheckpointHook(cfg.checkpoint_every, cfg.checkpoint_dir),
+                 *([validation] if validation is not None else []), *hooks]
         free_memory(self.device)
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 self._setup()
                 step, history = self._resume(resume_from) if resume_from is not None else (0, [])
-                preview: torch.Tensor | None = None
-                sample: torch.Tensor | None = None
                 stopped = False
                 while step < cfg.steps:
                     if cb.should_stop is not None and cb.should_stop():
                         stopped = True
                         break
                     step += 1
-                    want_preview = cfg.preview_every > 0 and step % cfg.preview_every == 0
-                    losses, report, z0_hat = self._train_step(step, want_preview)
+                    losses, report, z0_hat = self._train_step(step, any(h.wants_estimate(step) for h in every))
                     history.append(losses)
                     if cb.on_step is not None:
                         cb.on_step(report)
-                    if z0_hat is not None:
-                        preview = latents_to_rgb(z0_hat, base=self.base.name).cpu()
-                        if cb.on_preview is not None:
-                            cb.on_preview(step, preview)
-                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                        self.save_checkpoint(step, history)
-                    if self.validation is not None and self.validation.due(step):
-                        sample = self.validation(self.unet, step)
-                        if cb.on_validation is not None:
-                            cb.on_validation(step, sample)
-                written = ckpt.checkpoint_path(cfg.checkpoint_dir, step) if cfg.checkpoint_dir else None
-                if stopped and written is not None and self.last_checkpoint != written:
-                    self.save_checkpoint(step, history)  # so a cancelled run can be resumed
+                    for hook in every:
+                        hook.after_step(self, step, history, z0_hat)
+                for hook in every:
+                    hook.at_end(self, step, history, stopped)
                 return TrainResult(
                     lora_state=export_motion_lora(self.unet, MOTION_ADAPTER, torch.float16),
                     metadata=self.metadata(step, stopped),
                     losses=history,
-                    last_preview=preview,
+                    last_preview=preview.last,
                     stopped_early=stopped,
                     step=step,
                     spatial_state=self._spatial_state() if cfg.keep_spatial and self.spatial_params else None,
                     checkpoint=self.last_checkpoint,
-                    last_validation=sample,
+                    last_validation=validation.last if validation is not None else None,
                 )
         finally:
             if self._ready:
