@@ -43,10 +43,11 @@ from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 from ..toyworld import transfer
 from ..toyworld.base import base_record
-from ..toyworld.recipe import DEMO_VELOCITY, TOY_SAMPLE_STEPS, demo_task, toy_train_config, toy_trainer
+from ..toyworld.recipe import DEMO_VELOCITY, TOY_SAMPLE_STEPS, ToyBaseSource, demo_task, toy_train_config
+from ..training import train_motion_lora
 from ..toyworld.world import KINDS, Appearance
 from .images import frame_grid, frames_to_uint8, save_gif
-from .running import Outcome, report_interrupted, run_trainer, save_outcome
+from .running import report_interrupted, save_loss_curve, terminal_progress
 
 SAMPLES = 4
 UPSCALE = 8
@@ -123,17 +124,19 @@ def run(args: argparse.Namespace) -> int:
              "summary": out / "summary.json"}
     task = demo_task(args.seed)
     config = toy_train_config(args.steps, args.seed)
-    trainer = toy_trainer(task, config)
-    model = trainer.unet
+    source = ToyBaseSource(task)
     print(f"learning the motion of a red bar ({DEMO_VELOCITY[0]:+g}, {DEMO_VELOCITY[1]:+g} px/frame) with a rank-{config.lora.rank} "
           f"motion LoRA, {args.steps} steps on the pretrained toy base (CPU); then generating "
           f"{describe(task.target)} on another background without and with it")
     trained = time.perf_counter()
-    outcome: Outcome = run_trainer(trainer)
+    with terminal_progress(config.steps) as callbacks:
+        outcome = train_motion_lora(source, config, files["lora"], device="cpu", callbacks=callbacks,
+                                    metadata={"demo": True, "note": NOTE}, stop_is_interruption=True)
     training_seconds = time.perf_counter() - trained
-    lora, _ = save_outcome(outcome, files["lora"], {"demo": True, "note": NOTE}, files["loss_curve"])
+    save_loss_curve(outcome.result, outcome.path, outcome.interrupted, files["loss_curve"])
     if outcome.interrupted:
-        return report_interrupted(outcome, lora)
+        return report_interrupted(outcome, outcome.path)
+    model = source.model
 
     seed = 1000 + args.seed
     without = transfer.generate(model, task, args.samples, seed, TOY_SAMPLE_STEPS, strength=0.0)

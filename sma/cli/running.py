@@ -1,18 +1,19 @@
-"""Running a :class:`~sma.training.Trainer` from the command line: device choice, a tqdm progress bar,
-Ctrl-C handling and writing the LoRA + loss curve.
+"""Training from the command line: device choice, a tqdm progress bar, Ctrl-C handling, the loss curve and the
+message of an interrupted run.
 
 Ctrl-C once: training stops after the current step (a resumable checkpoint is written when the run has
 a checkpoint folder). Ctrl-C twice: it stops at once, keeping the LoRA as of the last finished step.
-Either way the partial LoRA is saved and the command exits with 130.
+Either way the partial LoRA is saved (:func:`sma.training.train_motion_lora`) and the command exits with 130.
+Ctrl-C before the first step has finished stops at once: there is nothing to save.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import SMAInputError
-from ..lora import export_motion_lora, save_motion_lora
-from ..training import StepReport, TrainCallbacks, Trainer, TrainResult, partial_path
-from ..training.model import MOTION_ADAPTER
+from ..training import StepReport, TrainCallbacks, TrainOutcome, TrainResult
 from ..viz import loss_curve_image, save_png
 
 if TYPE_CHECKING:
@@ -50,13 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 class StopRequest:
-    """Context that turns the first Ctrl-C into a stop request and lets the second one interrupt.
+    """Context that turns the first Ctrl-C into a stop request and lets the second one interrupt; before
+    :meth:`started` (no step finished yet) the first one interrupts.
 
     Outside the main thread (where signal handlers cannot be set) it does nothing.
     """
 
     def __init__(self) -> None:
         self.requested = False
+        self.running = False
         self._previous: Any = None
         self._installed = False
 
@@ -70,8 +71,12 @@ class StopRequest:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
 
+    def started(self) -> None:
+        """A training step has finished: from now on the first Ctrl-C asks to stop after the current step."""
+        self.running = True
+
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
+        if self.requested or not self.running:
             raise KeyboardInterrupt
         self.requested = True
         tqdm.write("\nstopping after this step and saving the LoRA (press Ctrl-C again to stop at once)",
@@ -81,66 +86,40 @@ class StopRequest:
         return self.requested
 
 
-@dataclass
-class Outcome:
-    """A finished or interrupted run: the trainer's result and whether Ctrl-C ended it."""
-
-    result: TrainResult
-    interrupted: bool
-
-
 def _postfix(losses: dict[str, float]) -> dict[str, str]:
     shown = {name: losses[name] for name in ("loss", "mse", "sma") if name in losses}
     return {name: f"{value:.4f}" for name, value in shown.items()}
 
 
-def run_trainer(trainer: Trainer, *, resume_from: str | Path | None = None,
-                on_preview: Callable[[int, torch.Tensor], None] | None = None) -> Outcome:
-    """Run ``trainer`` with a progress bar on stderr and Ctrl-C handling (see the module docstring).
+@contextlib.contextmanager
+def terminal_progress(steps: int, on_preview: Callable[[int, torch.Tensor], None] | None = None
+                      ) -> Iterator[TrainCallbacks]:
+    """The callbacks of a run on the terminal: a progress bar on stderr once training starts, and Ctrl-C handling
+    (see the module docstring), for :func:`sma.training.train_motion_lora` with ``stop_is_interruption=True``."""
+    bars: list[tqdm] = []  # made when training starts (the first stop check), not while the clips are encoded
 
-    Raises:
-        KeyboardInterrupt: interrupted before the first step finished (nothing to save).
-    """
-    done: list[StepReport] = []
-    with tqdm(total=trainer.config.steps, desc="training", unit="step", file=sys.stderr,
-              dynamic_ncols=True) as bar, StopRequest() as stop:
+    def should_stop() -> bool:
+        if not bars:
+            bars.append(tqdm(total=steps, desc="training", unit="step", file=sys.stderr, dynamic_ncols=True))
+        return stop()
 
-        def on_step(report: StepReport) -> None:
-            done.append(report)
-            bar.n = report.step
-            bar.set_postfix(_postfix(report.losses), refresh=False)
-            bar.refresh()
+    def on_step(report: StepReport) -> None:
+        stop.started()
+        bars[0].n = report.step
+        bars[0].set_postfix(_postfix(report.losses), refresh=False)
+        bars[0].refresh()
 
-        callbacks = TrainCallbacks(on_step=on_step, on_preview=on_preview, should_stop=stop)
+    with StopRequest() as stop:
         try:
-            result = trainer.run(callbacks, resume_from=resume_from)
-        except KeyboardInterrupt:
-            if not done:
-                raise
-            return Outcome(_result_so_far(trainer, done), True)
-    return Outcome(result, stop.requested and result.stopped_early)
-
-
-def _result_so_far(trainer: Trainer, done: list[StepReport]) -> TrainResult:
-    """The LoRA in the model after a hard interrupt, as of the last finished step of this run."""
-    step = done[-1].step
-    return TrainResult(lora_state=export_motion_lora(trainer.unet, MOTION_ADAPTER, torch.float16),
-                       metadata=trainer.metadata(step, stopped_early=True), losses=[r.losses for r in done],
-                       last_preview=None, stopped_early=True, step=step, checkpoint=trainer.last_checkpoint)
+            yield TrainCallbacks(on_step=on_step, on_preview=on_preview, should_stop=should_stop)
+        finally:
+            for bar in bars:
+                bar.close()
 
 
 def loss_curve_path(lora_path: Path) -> Path:
     """``<stem>_loss.png`` beside a LoRA file."""
     return lora_path.with_name(f"{lora_path.stem}_loss.png")
-
-
-def save_outcome(outcome: Outcome, lora_path: Path, extra_metadata: dict[str, Any],
-                 loss_png: Path | None = None) -> tuple[Path, Path]:
-    """Write the LoRA (``partial_path`` when interrupted) and its loss-curve PNG; returns both paths."""
-    result = outcome.result
-    path = partial_path(lora_path) if outcome.interrupted else lora_path
-    save_motion_lora(path, result.lora_state, {**result.metadata, **extra_metadata})
-    return path, save_loss_curve(result, path, outcome.interrupted, loss_png)
 
 
 def save_loss_curve(result: TrainResult, lora_path: Path, interrupted: bool, png: Path | None = None) -> Path:
@@ -151,7 +130,7 @@ def save_loss_curve(result: TrainResult, lora_path: Path, interrupted: bool, png
     return png
 
 
-def report_interrupted(outcome: Outcome, lora_path: Path, resume_hint: str = "") -> int:
+def report_interrupted(outcome: TrainOutcome, lora_path: Path, resume_hint: str = "") -> int:
     """Say where the partial LoRA is (and how to resume); returns the exit code 130."""
     result = outcome.result
     print(f"interrupted after step {result.step} of {result.metadata.get('steps_planned', '?')}: "

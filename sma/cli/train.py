@@ -43,7 +43,7 @@ from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
 from .arguments import RESUME_DEFAULT, VALIDATION_EVERY
 from .images import frame_grid, frames_to_uint8, save_gif
-from .running import report_interrupted, resolve_device, run_trainer, save_loss_curve
+from .running import report_interrupted, resolve_device, save_loss_curve, terminal_progress
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 VAE_CHUNK = 4
@@ -276,14 +276,12 @@ def run(args: argparse.Namespace, source_factory: SourceFactory = open_checkpoin
     del motion, clips
     preview = PreviewWriter(plan.previews, sum(fps) / len(fps)) if plan.previews else None
 
-    def runner(trainer, resume_from):
-        outcome = run_trainer(trainer, resume_from=resume_from, on_preview=preview)
-        return outcome.result, outcome.interrupted
-
     extra = {"videos": [p.name for p in plan.videos], "prompts": plan.prompts, "checkpoint": plan.checkpoint.name,
              "motion_module": plan.motion_module.name, "fps": [round(f, 3) for f in fps]}
-    outcome = train_motion_lora(source, plan.config, plan.out, device=plan.device, motion_info=info,
-                                resume_from=plan.resume, metadata=extra, runner=runner)
+    with terminal_progress(plan.config.steps, on_preview=preview) as callbacks:
+        outcome = train_motion_lora(source, plan.config, plan.out, device=plan.device, motion_info=info,
+                                    resume_from=plan.resume, metadata=extra, callbacks=callbacks,
+                                    stop_is_interruption=True)
     lora, loss_png = outcome.path, save_loss_curve(outcome.result, outcome.path, outcome.interrupted)
     if outcome.interrupted:
         return report_interrupted(outcome, lora, f"the same command plus --resume {outcome.result.checkpoint}")

@@ -1,11 +1,14 @@
 """The one recipe for a motion LoRA on the toy base: its settings, its trainer, and the demo's task.
 
-The demo, the SMA ablation, the appearance-transfer bench and the tests all train through
-:func:`toy_train_config` and :func:`toy_trainer`, so a change of recipe reaches each of them.
+The demo (through :func:`sma.training.train_motion_lora` with :class:`ToyBaseSource`), the SMA ablation, the
+appearance-transfer bench and the tests (through :func:`toy_trainer`) all take their settings from
+:func:`toy_train_config` and their model and clip from :class:`ToyBaseSource`, so a change of recipe reaches each.
 """
 from __future__ import annotations
 
 import torch
+from diffusers import DDPMScheduler
+from torch import nn
 
 from ..training import TrainConfig, Trainer, TrainingClip
 from .base import load_base, noise_scheduler
@@ -34,14 +37,35 @@ def toy_train_config(steps: int, seed: int, *, rank: int = TOY_RANK, learning_ra
                        precision="fp32", gradient_checkpointing=False, **{"sma_mode": "plus", **settings})
 
 
+class ToyBaseSource:
+    """The toy world as a :class:`~sma.training.TrainingSource`: the task's reference clip (already latents and an
+    appearance embedding) and a fresh copy of the toy base (``base``: a folder with its files, default the shipped
+    one), kept as :attr:`model` so that it can sample with its adapters once trained."""
+
+    def __init__(self, task: TransferTask, base: str | None = None) -> None:
+        self.task, self.base = task, base
+        self.device = torch.device("cpu")
+        self.model: nn.Module | None = None
+
+    def training_clips(self, device: torch.device) -> list[TrainingClip]:
+        self.device = torch.device(device)
+        return [TrainingClip(self.task.latents, self.task.tokens, f"{self.task.family} reference")]
+
+    def motion_unet(self, dtype: torch.dtype) -> nn.Module:
+        self.model = load_base(self.base, self.device)
+        return self.model
+
+    def noise_scheduler(self) -> DDPMScheduler:
+        return noise_scheduler()
+
+
 def toy_trainer(task: TransferTask, config: TrainConfig, base: str | None = None,
                 device: torch.device | str = "cpu") -> Trainer:
-    """A :class:`Trainer` of a motion LoRA for the task's reference clip on a fresh copy of the toy base (``base``:
-    a folder with its files, default the shipped one); the model, with its adapters once trained, is
-    ``trainer.unet``."""
-    model = load_base(base, device)
-    clip = TrainingClip(task.latents, task.tokens, f"{task.family} reference")
-    return Trainer(model, [clip], noise_scheduler(), config, device=device)
+    """A :class:`Trainer` of the recipe's motion LoRA for the task's reference clip, on :class:`ToyBaseSource`'s
+    model (``trainer.unet``, with its adapters once trained)."""
+    source = ToyBaseSource(task, base)
+    clips = source.training_clips(torch.device(device))
+    return Trainer(source.motion_unet(torch.float32), clips, source.noise_scheduler(), config, device=device)
 
 
 def reference_appearance(seed: int) -> Appearance:

@@ -1,14 +1,14 @@
 """The whole training job, for the node and the command line: encode -> build -> train -> save.
 
-Where the models and clips come from is a :class:`TrainingSource` (ComfyUI's loaded models, or the
-files the CLI reads); how progress is shown and a stop is asked for are the caller's callbacks (or its
-own ``runner``). One large model is in memory at a time: the source encodes the clips and drops its
-encoders before the UNet is built.
+Where the models and clips come from is a :class:`TrainingSource` (ComfyUI's loaded models, the files the CLI
+reads, the toy base); how progress is shown and a stop is asked for are the caller's callbacks. However a run
+ends, it ends here, as one :class:`TrainOutcome`: finished, stopped on request, or broken off by a
+``KeyboardInterrupt`` after a step (the LoRA as of that step goes to :func:`partial_path`). One large model is in
+memory at a time: the source encodes the clips and drops its encoders before the UNet is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,21 +39,19 @@ class TrainingSource(Protocol):
         """The ``UNetMotionModel`` to train, in ``dtype``; the source may drop its weights afterwards."""
 
     # Optional: ``validation_prompt() -> ValidationPrompt | None``, asked after ``training_clips``, for a source
-    # that encodes the validation samples' prompt with the clips' (used when ``validation`` is not given).
+    # that encodes the validation samples' prompt with the clips' (used when ``validation`` is not given); and
+    # ``noise_scheduler() -> DDPMScheduler`` for a model trained with another schedule than AnimateDiff's.
 
 
 @dataclass
 class TrainOutcome:
-    """A finished, cancelled or interrupted run: the trainer's result, where the LoRA was saved, and
-    whether a hard interrupt ended it (its LoRA then goes to :func:`partial_path`)."""
+    """How a run ended: the trainer's result, where the LoRA was saved, and whether the run was interrupted (a
+    ``KeyboardInterrupt`` after a step, or a stop request the caller counts as one); an interrupted run's LoRA
+    is at :func:`partial_path` of the asked-for file."""
 
     result: TrainResult
     path: Path
     interrupted: bool = False
-
-
-Runner = Callable[[Trainer, "str | Path | None"], tuple[TrainResult, bool]]
-"""Runs the trainer (with the caller's progress and stop handling); returns (result, interrupted)."""
 
 
 def partial_path(path: Path) -> Path:
@@ -64,26 +62,27 @@ def partial_path(path: Path) -> Path:
 def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Path, *,
                       device: torch.device | str = "cpu", motion_info: Any = None,
                       resume_from: str | Path | None = None, callbacks: TrainCallbacks | None = None,
-                      metadata: dict[str, Any] | None = None, runner: Runner | None = None,
-                      validation: ValidationPrompt | None = None) -> TrainOutcome:
+                      metadata: dict[str, Any] | None = None, validation: ValidationPrompt | None = None,
+                      stop_is_interruption: bool = False) -> TrainOutcome:
     """Encode the clips, build the model, train, and save the motion LoRA atomically to ``out``.
 
     Args:
         source: the clips and the model (see :class:`TrainingSource`).
         config: the run's settings (checked before anything is encoded).
-        out: the ``.safetensors`` file to write (``partial_path(out)`` when the runner reports a hard
-            interrupt).
+        out: the ``.safetensors`` file to write (``partial_path(out)`` when the run is interrupted).
         device: where to encode and train.
         motion_info: the motion module's ``MotionModuleInfo`` (default: inferred from the model).
         resume_from: a checkpoint file or folder to continue from.
-        callbacks: progress / preview / stop hooks (ignored when ``runner`` is given).
+        callbacks: progress / preview / stop hooks.
         metadata: extra entries for the file's metadata (e.g. the source files' names).
-        runner: runs the trainer instead of ``trainer.run(callbacks, resume_from)``.
         validation: the prompt of validation samples (needed when ``config.validation_every`` > 0).
+        stop_is_interruption: a run that ``callbacks.should_stop`` ended early counts as interrupted (the
+            command line's first Ctrl-C); otherwise it is saved to ``out`` (ComfyUI's Cancel).
 
     Raises:
         SMAInputError: bad clips, settings or checkpoint, or an output folder that cannot be written.
             TrainingDiverged: NaN/inf during training.
+        KeyboardInterrupt: broken off before a training step finished (nothing to save).
     """
     device = torch.device(device)
     weight_dtype = resolve_precision(config.precision, device).weight_dtype  # refused before any work if unusable
@@ -93,7 +92,8 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         validation = source.validation_prompt()
     free_memory(device)
     result, interrupted = _train(source, clips, config, device, weight_dtype, motion_info, resume_from, callbacks,
-                                 runner, validation)
+                                 validation)
+    interrupted = interrupted or (stop_is_interruption and result.stopped_early)
     free_memory(device)  # the model and the trainer are gone now
     path = partial_path(Path(out)) if interrupted else Path(out)
     save_motion_lora(path, result.lora_state, {**result.metadata, **(metadata or {})})
@@ -102,13 +102,17 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
 
 def _train(source: TrainingSource, clips: list[TrainingClip], config: TrainConfig, device: torch.device,
            weight_dtype: torch.dtype, motion_info: Any, resume_from: str | Path | None,
-           callbacks: TrainCallbacks | None, runner: Runner | None,
-           validation: ValidationPrompt | None = None) -> tuple[TrainResult, bool]:
-    """Build the model in ``weight_dtype`` and run the trainer; the model is dropped on return."""
+           callbacks: TrainCallbacks | None, validation: ValidationPrompt | None) -> tuple[TrainResult, bool]:
+    """Build the model in ``weight_dtype`` and run the trainer; returns its result and whether a
+    ``KeyboardInterrupt`` broke it off after a step. The model is dropped on return."""
     unet = source.motion_unet(weight_dtype)
     free_memory(device)
-    trainer = Trainer(unet, clips, make_noise_scheduler(), config, motion_info=motion_info, device=device,
-                      validation=validation)
-    if runner is not None:
-        return runner(trainer, resume_from)
-    return trainer.run(callbacks, resume_from=resume_from), False
+    scheduler = source.noise_scheduler() if hasattr(source, "noise_scheduler") else make_noise_scheduler()
+    trainer = Trainer(unet, clips, scheduler, config, motion_info=motion_info, device=device, validation=validation)
+    try:
+        return trainer.run(callbacks, resume_from=resume_from), False
+    except KeyboardInterrupt:
+        so_far = trainer.result_so_far()
+        if so_far is None:
+            raise
+        return so_far, True

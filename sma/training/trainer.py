@@ -117,6 +117,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._ready = False
         self._ran = False
+        self._done: tuple[int, list[dict[str, float]]] | None = None  # (step, history) after a step of this run
 
     # --- set-up ---------------------------------------------------------------------------------------
 
@@ -426,6 +427,7 @@ class Trainer:
                     step += 1
                     losses, report, z0_hat = self._train_step(step, any(h.wants_estimate(step) for h in every))
                     history.append(losses)
+                    self._done = (step, history)
                     if cb.on_step is not None:
                         cb.on_step(report)
                     for hook in every:
@@ -447,6 +449,16 @@ class Trainer:
             if self._ready:
                 self._restore_model()
             free_memory(self.device)
+
+    def result_so_far(self) -> TrainResult | None:
+        """After :meth:`run` was broken off (a ``KeyboardInterrupt``): the motion LoRA as of the last step it
+        finished, as a stopped-early result; None when no step of this run finished."""
+        if self._done is None:
+            return None
+        step, history = self._done
+        return TrainResult(lora_state=export_motion_lora(self.unet, MOTION_ADAPTER, torch.float16),
+                           metadata=self.metadata(step, stopped_early=True), losses=list(history), last_preview=None,
+                           stopped_early=True, step=step, checkpoint=self.last_checkpoint)
 
     def _restore_model(self) -> None:
         """After training (or a failure): free gradients, undo checkpointing and attention slicing.
