@@ -36,9 +36,7 @@ from ..models.sd15 import (
     unet_state_dict_to_diffusers,
 )
 from ..text import encode_prompts, load_clip_tokenizer
-from ..training import TrainConfig, TrainingClip, ValidationPrompt, train_motion_lora
-from ..training.config import setting_names
-from ..training.memory import free_memory
+from ..training import TrainConfig, TrainingClip, ValidationPrompt, free_memory, setting_names, train_motion_lora
 from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
 from .arguments import RESUME_DEFAULT, VALIDATION_EVERY

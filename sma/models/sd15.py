@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL
 from diffusers.models.modeling_utils import no_init_weights
 from diffusers.loaders.single_file_utils import (
     convert_ldm_clip_checkpoint,
@@ -121,16 +121,6 @@ def fill_empty_model(model: nn.Module, state_dict: dict[str, torch.Tensor], dtyp
     except RuntimeError as error:
         raise SMAInputError(f"the {what} weights do not fit the SD1.5 layout: {error}") from error
     return model.eval()
-
-
-def load_sd15_unet(
-    checkpoint_path_or_state_dict: str | os.PathLike | dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
-) -> UNet2DConditionModel:
-    """SD1.5 ``UNet2DConditionModel`` from a single-file checkpoint (path or state dict), offline."""
-    state_dict = unet_state_dict_to_diffusers(_as_state_dict(checkpoint_path_or_state_dict))
-    with empty_weights():
-        model = UNet2DConditionModel.from_config(unet_config("full", SD15.name))
-    return fill_empty_model(model, state_dict, dtype, "UNet")
 
 
 def load_sd15_vae(

@@ -23,7 +23,7 @@ from ..atomic import atomic_write_path
 from ..errors import SMAInputError
 from ..models.build import build_motion_unet, make_noise_scheduler, motion_module_from_model, tiny_motion_unet
 from ..models.config import unet_config
-from ..training.memory import motion_modules_bypassed
+from ..training import motion_modules_bypassed
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 UNET_FILE = "toy_base_unet.safetensors"

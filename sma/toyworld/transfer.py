@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..lora import enable_lora, set_lora_scale
 from ..metrics import trajectory_fidelity
-from ..training.model import MOTION_ADAPTER, SPATIAL_ADAPTER
+from ..training import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .base import sample
 from .codec import decode, embed_appearance, encode
 from .tracker import Motion, colour_mask, main_blob, motion_error, track, wrap_half_turn

@@ -32,8 +32,10 @@ Design choices:
 from ..errors import TrainingDiverged
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from .hooks import StepHook
-from .config import DEFAULTS, TrainConfig
+from .config import DEFAULTS, TrainConfig, setting_names
 from .data import TrainingClip
+from .memory import free_memory, motion_modules_bypassed
+from .model import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .objectives import debias, debiased_mse, diffusion_target
 from .optim import lr_factor
 from .pipeline import TrainingSource, TrainOutcome, partial_path, train_motion_lora
@@ -42,8 +44,8 @@ from .samples import ValidationPrompt
 from .trainer import Trainer
 
 __all__ = [
-    "DEFAULTS", "StepHook", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
+    "DEFAULTS", "MOTION_ADAPTER", "SPATIAL_ADAPTER", "StepHook", "StepReport", "TrainCallbacks", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer",
     "TrainingClip", "TrainingDiverged", "TrainingSource", "ValidationPrompt", "debias", "debiased_mse",
-    "diffusion_target", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "lr_factor", "partial_path",
-    "train_motion_lora",
+    "diffusion_target", "free_memory", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "lr_factor",
+    "motion_modules_bypassed", "partial_path", "setting_names", "train_motion_lora",
 ]
