@@ -81,7 +81,7 @@ def bench_loss(device: torch.device, repeats: int, warmup: int) -> None:
         target = torch.randn(shape, generator=gen).to(device)
         alphas = torch.full((shape[0],), 0.5, device=device)
         for mode in ("paper", "plus"):
-            loss = SMALoss(SMAConfig(mode=mode))
+            loss = SMALoss(SMAConfig(sma_mode=mode))
 
             def step() -> None:
                 pred.grad = None

@@ -116,8 +116,8 @@ def time_run(model: torch.nn.Module, device: torch.device, frames: int, size: in
     generator = torch.Generator().manual_seed(0)
     clip = TrainingClip(torch.randn(frames, 4, latent, latent, generator=generator),
                         torch.randn(1, 77, int(model.config.cross_attention_dim), generator=generator))
-    config = TrainConfig(steps=args.warmup + args.steps, sma_mode=SMA_ON if sma else "off", spatial_lora=spatial,
-                         precision=args.precision, rank=32)
+    config = TrainConfig.from_flat(steps=args.warmup + args.steps, sma_mode=SMA_ON if sma else "off",
+                                   spatial_path=spatial, precision=args.precision, rank=32)
     stamps: list[float] = []
 
     def on_step(report: StepReport) -> None:

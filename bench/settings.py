@@ -87,9 +87,9 @@ def astuple_settings(row: Setting) -> tuple:
 
 def train_config(row: Setting, steps: int) -> TrainConfig:
     """The trainer's config for ``row`` ("diffusers" checkpointing is switched on the model by the caller)."""
-    return TrainConfig(steps=steps, rank=row.rank, spatial_lora=row.spatial, spatial_skip_prob=0.0,
-                       sma_mode=row.sma, precision=row.precision, optimizer=row.optimizer,
-                       gradient_checkpointing=row.checkpointing == "pack", attention_slice=row.attention_slice)
+    return TrainConfig.from_flat(steps=steps, rank=row.rank, spatial_path=row.spatial, spatial_skip_prob=0.0,
+                                 sma_mode=row.sma, precision=row.precision, optimizer=row.optimizer,
+                                 gradient_checkpointing=row.checkpointing == "pack", attention_slice=row.attention_slice)
 
 
 def make_clip(model: torch.nn.Module, frames: int, latent: int) -> TrainingClip:

@@ -7,6 +7,7 @@ from comfy_api.v0_0_2 import io, ui
 
 from ..sma.errors import SMAInputError
 from ..sma.lora import load_motion_lora, save_motion_lora
+from ..sma.lora.adapters import MAX_RANK
 from ..sma.lora.merge import LoRASource, merge_sources
 from ..sma.paths import safe_output_path
 from .common import CATEGORY, motion_lora_folder, user_errors
@@ -31,7 +32,7 @@ class MergeMotionLoRAs(io.ComfyNode):
                 io.String.Input("lora_name", default="sma_merged",
                                 tooltip="File name of the merged LoRA (saved as <name>.safetensors; an existing file "
                                         "of that name is replaced)."),
-                io.Int.Input("rank", default=0, min=0, max=1024,
+                io.Int.Input("rank", default=0, min=0, max=MAX_RANK,
                              tooltip="0 = exact merge (rank = the sum of the ranks). Otherwise compress every layer to "
                                      "this rank; the summary gives the relative error that costs."),
             ],

@@ -12,7 +12,6 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..sma.errors import SMAInputError
-from ..sma.loss import PHASE_LOSSES
 from ..sma.models.build import build_motion_unet
 from ..sma.models.config import find_base
 from ..sma.models.families import BaseSpec, bases
@@ -28,14 +27,17 @@ from ..sma.training import (
     latest_checkpoint,
     train_motion_lora,
 )
+from ..sma.training.config import AUTO, INTERFACE_OFF, from_interface, limit, parse_numbers, to_interface
 from ..sma.viz import as_image_batch, loss_curve_image
 from .common import CATEGORY, MOTION_MODELS_FOLDER, motion_lora_folder, user_errors
 
 log = logging.getLogger("comfyui-sma")
 ReferenceClips = io.Custom("SMA_REFERENCE_CLIPS")
 LossOptions = io.Custom("SMA_LOSS_OPTIONS")
-AUTO = "auto"
 PREVIEW_MAX_SIZE = 512
+NODE_CHECKPOINT_EVERY = 100
+NODE_PREVIEW_EVERY = 25
+"""The node checkpoints and previews by default (the library does neither unless asked)."""
 CHECKPOINT_FOLDER = "sma_checkpoints"  # under ComfyUI's output folder, one sub-folder per LoRA name
 
 
@@ -169,41 +171,36 @@ class TrainMotionLoRA(io.ComfyNode):
                 io.String.Input("lora_name", default="sma_motion",
                                 tooltip="File name of the LoRA (letters, digits, spaces, '.', '_' and '-'; saved as "
                                         "<name>.safetensors; an existing file of that name is replaced)."),
-                io.Int.Input("steps", default=DEFAULTS["steps"], min=1, max=100000,
-                             tooltip="Optimizer steps. 300-500 for one clip; fewer if the motion overpowers prompts."),
-                io.Float.Input("learning_rate", default=DEFAULTS["learning_rate"], min=1e-7, max=1e-1, step=1e-5,
-                               tooltip="Learning rate of the motion (temporal) LoRA."),
-                io.Float.Input("spatial_learning_rate", default=DEFAULTS["spatial_learning_rate"], min=1e-7, max=1e-1, step=1e-5,
-                               tooltip="Learning rate of the spatial LoRA that absorbs the clip's appearance."),
-                io.Int.Input("rank", default=DEFAULTS["rank"], min=1, max=256,
-                             tooltip="LoRA rank: 16-64 is typical; higher learns more detail and overfits sooner."),
-                io.Combo.Input("sma_mode", options=["plus", "paper", "off"], default=DEFAULTS["sma_mode"],
-                               tooltip="Spectral Motion Alignment: 'plus' (fixed formulation, recommended), 'paper' "
-                                       "(the reference code's formulas) or 'off' (plain MotionDirector)."),
-                io.Float.Input("lambda_global", default=DEFAULTS["lambda_global"], min=0.0, max=10.0, step=0.01,
-                               tooltip="Weight of the wavelet (global motion) loss; the paper suggests 0.2-0.5."),
-                io.Float.Input("lambda_local", default=DEFAULTS["lambda_local"], min=0.0, max=10.0, step=0.01,
-                               tooltip="Weight of the Fourier (local motion) loss; the paper suggests 0.1-0.3."),
-                io.Int.Input("wavelet_levels", default=DEFAULTS["wavelet_levels"] or 0, min=0, max=8,
-                             tooltip="Wavelet levels of the global loss (0 = automatic from the frame count)."),
-                io.Boolean.Input("spatial_path", default=DEFAULTS["spatial_path"],
-                                 tooltip="MotionDirector's spatial path: keeps the clip's look out of the motion LoRA."),
-                io.Int.Input("seed", default=DEFAULTS["seed"], min=0, max=0xFFFFFFFF, control_after_generate=False,
-                             tooltip="Seed of noise, timesteps and frame windows."),
-                io.Int.Input("checkpoint_every", default=100, min=0, max=100000,
-                             tooltip="Save a resumable checkpoint every N steps (0 = only when cancelled)."),
-                io.Int.Input("preview_every", default=25, min=0, max=100000,
-                             tooltip="Show a preview of the denoised estimate every N steps (0 = never)."),
+                setting_input("steps", "Optimizer steps. 300-500 for one clip; fewer if the motion overpowers prompts."),
+                setting_input("learning_rate", "Learning rate of the motion (temporal) LoRA.", step=1e-5),
+                setting_input("spatial_learning_rate", "Learning rate of the spatial LoRA that absorbs the clip's "
+                                                       "appearance.", step=1e-5),
+                setting_input("rank", "LoRA rank: 16-64 is typical; higher learns more detail and overfits sooner."),
+                setting_input("sma_mode", "Spectral Motion Alignment: 'plus' (fixed formulation, recommended), 'paper' "
+                                          "(the reference code's formulas) or 'off' (plain MotionDirector)."),
+                setting_input("lambda_global", "Weight of the wavelet (global motion) loss; the paper suggests "
+                                               "0.2-0.5.", step=0.01),
+                setting_input("lambda_local", "Weight of the Fourier (local motion) loss; the paper suggests 0.1-0.3.",
+                              step=0.01),
+                setting_input("wavelet_levels", "Wavelet levels of the global loss (0 = automatic from the frame "
+                                                "count)."),
+                setting_input("spatial_path", "MotionDirector's spatial path: keeps the clip's look out of the "
+                                              "motion LoRA."),
+                setting_input("seed", "Seed of noise, timesteps and frame windows.", control_after_generate=False),
+                setting_input("checkpoint_every", "Save a resumable checkpoint every N steps (0 = only when "
+                                                  "cancelled).", default=NODE_CHECKPOINT_EVERY),
+                setting_input("preview_every", "Show a preview of the denoised estimate every N steps (0 = never).",
+                              default=NODE_PREVIEW_EVERY),
                 io.Boolean.Input("resume", default=False,
                                  tooltip="Continue from the last checkpoint of this LoRA name (same settings)."),
                 ReferenceClips.Input("more_clips", optional=True,
                                      tooltip="More reference clips from Add Reference Clip."),
                 LossOptions.Input("loss_options", optional=True,
                                   tooltip="Advanced SMA loss settings from SMA Loss Options (default: its defaults)."),
-                io.Int.Input("validation_every", default=0, min=0, max=100000, optional=True,
-                             tooltip="Every N steps a validation sample (0 = never): 8 DDIM steps of validation_prompt "
-                                     "with the LoRA so far and a fixed seed, shown as the preview and saved as an "
-                                     "animated WebP beside the checkpoints. Costs about 5 training steps each."),
+                setting_input("validation_every", "Every N steps a validation sample (0 = never): 8 DDIM steps of "
+                                                  "validation_prompt with the LoRA so far and a fixed seed, shown as "
+                                                  "the preview and saved as an animated WebP beside the checkpoints. "
+                                                  "Costs about 5 training steps each.", optional=True),
                 io.Conditioning.Input("validation_prompt", optional=True,
                                       tooltip="What validation samples show (a new subject doing the learned motion)."),
                 io.Conditioning.Input("validation_negative", optional=True,
@@ -229,12 +226,12 @@ class TrainMotionLoRA(io.ComfyNode):
             scale = _check_base(model).pixels_per_latent
             out_path = safe_output_path(motion_lora_folder(), lora_name)
             checkpoint_dir = os.path.join(folder_paths.get_output_directory(), CHECKPOINT_FOLDER, out_path.stem)
-            config = TrainConfig(
-                steps=steps, learning_rate=learning_rate, spatial_learning_rate=spatial_learning_rate, rank=rank,
-                sma_mode=sma_mode, lambda_global=lambda_global, lambda_local=lambda_local,
-                wavelet_levels=wavelet_levels or None, spatial_path=spatial_path, seed=seed,
-                checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir, preview_every=preview_every,
-                validation_every=validation_every, **(loss_options or {}))
+            config = TrainConfig.from_flat(from_interface({
+                "steps": steps, "learning_rate": learning_rate, "spatial_learning_rate": spatial_learning_rate,
+                "rank": rank, "sma_mode": sma_mode, "lambda_global": lambda_global, "lambda_local": lambda_local,
+                "wavelet_levels": wavelet_levels, "spatial_path": spatial_path, "seed": seed,
+                "checkpoint_every": checkpoint_every, "checkpoint_dir": checkpoint_dir,
+                "preview_every": preview_every, "validation_every": validation_every, **(loss_options or {})}))
             validation = _validation_prompt(validation_every, validation_prompt, validation_negative)
             motion_path = folder_paths.get_full_path_or_raise(MOTION_MODELS_FOLDER, motion_model)
             mm.unload_all_models()  # frees VRAM and restores unpatched base weights
@@ -299,17 +296,12 @@ class SMALossOptions(io.ComfyNode):
                                 tooltip="A discrete PyWavelets wavelet for the global term (haar, db2, sym4, ...)."),
                 io.Combo.Input("wavelet_mode", options=[AUTO, *WAVELET_MODES], default=AUTO,
                                tooltip="DWT padding; auto = zero in paper mode, symmetric in plus mode."),
-                io.Float.Input("weight_delta", default=DEFAULTS["weight_delta"], min=1e-4, max=10.0, step=0.01,
-                               tooltip="Low-frequency weight map of the local term: delta."),
-                io.Float.Input("weight_base", default=DEFAULTS["weight_base"], min=0.0, max=10.0, step=0.01,
-                               tooltip="Low-frequency weight map of the local term: base."),
-                io.Float.Input("weight_sharpness", default=DEFAULTS["weight_sharpness"], min=0.0, max=10.0, step=0.05,
-                               tooltip="Plus mode: exponent of the weight map (0 flat, 1 the paper's, more favours "
-                                       "low frequencies)."),
-                io.Float.Input("snr_gamma", default=DEFAULTS["snr_gamma"] or 0.0, min=0.0, max=100.0, step=0.1,
-                               tooltip="Plus mode: min-SNR gamma of the timestep weight (0 = off)."),
-                io.Combo.Input("phase_loss", options=list(PHASE_LOSSES), default=DEFAULTS["phase_loss"],
-                               tooltip="Plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)."),
+                setting_input("weight_delta", "Low-frequency weight map of the local term: delta.", step=0.01),
+                setting_input("weight_base", "Low-frequency weight map of the local term: base.", step=0.01),
+                setting_input("weight_sharpness", "Plus mode: exponent of the weight map (0 flat, 1 the paper's, "
+                                                  "more favours low frequencies).", step=0.05),
+                setting_input("snr_gamma", "Plus mode: min-SNR gamma of the timestep weight (0 = off).", step=0.1),
+                setting_input("phase_loss", "Plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)."),
             ],
             outputs=[LossOptions.Output(display_name="loss_options")],
         )
@@ -320,18 +312,35 @@ class SMALossOptions(io.ComfyNode):
         with user_errors("SMA Loss Options"):
             options = loss_options(level_weights, wavelet, wavelet_mode, weight_delta, weight_base,
                                    weight_sharpness, snr_gamma, phase_loss)
-            TrainConfig(**options)  # check now, at the node that holds the bad value
+            TrainConfig.from_flat(options)  # check now, at the node that holds the bad value
         return io.NodeOutput(options)
 
 
 def loss_options(level_weights: str, wavelet: str, wavelet_mode: str, weight_delta: float, weight_base: float,
                  weight_sharpness: float, snr_gamma: float, phase_loss: str) -> dict[str, Any]:
-    """The node's widgets as flat :class:`TrainConfig` settings ("" / auto / 0 mean the automatic choice)."""
-    try:
-        weights = tuple(float(v) for v in level_weights.split(",") if v.strip()) or None
-    except ValueError:
-        raise SMAInputError(f"level_weights must be numbers separated by commas, got {level_weights!r}.") from None
-    return {"level_weights": weights, "wavelet": wavelet.strip(),
-            "wavelet_mode": None if wavelet_mode == AUTO else wavelet_mode, "weight_delta": weight_delta,
-            "weight_base": weight_base, "weight_sharpness": weight_sharpness, "snr_gamma": snr_gamma or None,
-            "phase_loss": phase_loss}
+    """The node's widgets as library settings ("", "auto" and 0 mean the automatic choice or off)."""
+    return from_interface({
+        "level_weights": parse_numbers("level_weights", level_weights), "wavelet": wavelet.strip(),
+        "wavelet_mode": wavelet_mode, "weight_delta": weight_delta, "weight_base": weight_base,
+        "weight_sharpness": weight_sharpness, "snr_gamma": snr_gamma, "phase_loss": phase_loss})
+
+
+def setting_input(name: str, tooltip: str, *, default: Any = None, step: float | None = None,
+                  optional: bool = False, **extra: Any) -> io.Input:
+    """The widget of one training setting: its name, its default and its bounds from the library's config
+    (an optional setting's 0 means automatic or off, as :func:`sma.training.config.from_interface` reads it)."""
+    value = to_interface(name, DEFAULTS[name]) if default is None else default
+    bound = limit(name)
+    if bound is None:
+        raise ValueError(f"{name} has no bounds to make a widget of")
+    if bound.switch:
+        return io.Boolean.Input(name, default=value, tooltip=tooltip, optional=optional)
+    if bound.choices is not None:
+        return io.Combo.Input(name, options=list(bound.choices), default=value, tooltip=tooltip, optional=optional)
+    low = INTERFACE_OFF if bound.optional else bound.low
+    high = bound.high if bound.high is not None else bound.below
+    if bound.whole:
+        return io.Int.Input(name, default=value, min=int(low), max=int(high), tooltip=tooltip, optional=optional,
+                            **extra)
+    return io.Float.Input(name, default=value, min=low, max=high, step=step, tooltip=tooltip, optional=optional,
+                          **extra)

@@ -26,7 +26,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .errors import SMAInputError
-from .validation import check_choice, check_int, check_number
+from .validation import check_choice, check_limits, check_number, setting
 from .spectral import (
     amplitude_phase,
     check_mode,
@@ -40,6 +40,9 @@ from .spectral import (
 )
 
 LOSS_MODES = ("paper", "plus")
+SMA_OFF = "off"
+SMA_MODES = ("plus", "paper", SMA_OFF)
+"""Modes of the ``sma_mode`` setting: the loss's own, or off (training adds no SMA term)."""
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 PHASE_LOSSES = ("wrap", "raw")
 
@@ -147,18 +150,19 @@ def default_levels(frames: int, wavelet: str = "haar") -> int:
 
 @dataclass(frozen=True)
 class SMAConfig:
-    """Settings of `SMALoss`.
+    """Settings of `SMALoss`, under the names the node, the command line and LoRA metadata use.
 
     Attributes:
-        mode: ``"paper"`` (the reference formulas) or ``"plus"`` (fixed; default).
+        sma_mode: ``"paper"`` (the reference formulas), ``"plus"`` (fixed; default) or ``"off"`` (the
+            trainer adds no SMA term; `SMALoss` refuses it).
         lambda_global: weight of the wavelet (global) term; 0 skips it.
         lambda_local: weight of the Fourier (local) term.
-        levels: DWT levels; None picks `default_levels` from the frame count.
+        wavelet_levels: DWT levels; None picks `default_levels` from the frame count.
         level_weights: one weight per band, reference order ``(approx_J, detail_1, ..., detail_J)``
-            with detail 1 the finest; ``levels + 1`` values. None means all 1.
+            with detail 1 the finest; ``wavelet_levels + 1`` values. None means all 1.
         wavelet: a discrete PyWavelets wavelet.
         wavelet_mode: DWT padding; None means ``"zero"`` in paper mode, ``"symmetric"`` in plus mode.
-        delta, base: shape of the low-frequency weight ``Wt`` (see `low_frequency_weight`).
+        weight_delta, weight_base: shape of the low-frequency weight ``Wt`` (see `low_frequency_weight`).
         weight_sharpness: plus mode: exponent on ``Wt`` before normalising it to mean 1 (0 flat,
             1 the paper's relative weighting, larger values favour low frequencies more).
         snr_gamma: plus mode: gamma of the timestep weight `timestep_weight`; None disables it. Used
@@ -166,51 +170,46 @@ class SMAConfig:
         phase_loss: plus mode: ``"wrap"`` (``1 - cos dphi``) or ``"raw"`` (``|dphi|``, for ablations).
     """
 
-    mode: Literal["paper", "plus"] = "plus"
-    lambda_global: float = 0.4
-    lambda_local: float = 0.2
-    levels: int | None = None
+    sma_mode: Literal["paper", "plus", "off"] = setting("plus", choices=SMA_MODES)
+    lambda_global: float = setting(0.4, low=0, high=10)
+    lambda_local: float = setting(0.2, low=0, high=10)
+    wavelet_levels: int | None = setting(None, low=1, high=8, whole=True, optional=True)
     level_weights: tuple[float, ...] | None = None
     wavelet: str = "haar"
     wavelet_mode: str | None = None
-    delta: float = 0.05
-    base: float = 1.0
-    weight_sharpness: float = 1.0
-    snr_gamma: float | None = 5.0
-    phase_loss: Literal["wrap", "raw"] = "wrap"
+    weight_delta: float = setting(0.05, low=0, strict=True, high=10)
+    weight_base: float = setting(1.0, low=0, high=10)
+    weight_sharpness: float = setting(1.0, low=0, high=10)
+    snr_gamma: float | None = setting(5.0, low=0, strict=True, high=100, optional=True)
+    phase_loss: Literal["wrap", "raw"] = setting("wrap", choices=PHASE_LOSSES)
 
     def __post_init__(self) -> None:
-        check_choice("SMA mode", self.mode, LOSS_MODES)
-        check_number("lambda_global", self.lambda_global, 0)
-        check_number("lambda_local", self.lambda_local, 0)
-        if self.levels is not None:
-            check_int("levels", self.levels, 1, " (or None: automatic)")
+        check_limits(self)
         if self.level_weights is not None:
             weights = tuple(self.level_weights)
             for w in weights:
                 check_number("each level weight", w, 0)
-            if self.levels is not None and len(weights) != self.levels + 1:
+            if self.wavelet_levels is not None and len(weights) != self.wavelet_levels + 1:
                 raise SMAInputError(
-                    f"level_weights needs levels + 1 = {self.levels + 1} values (approximation + one per "
-                    f"level), got {len(weights)}"
+                    f"level_weights needs wavelet_levels + 1 = {self.wavelet_levels + 1} values (approximation + "
+                    f"one per level), got {len(weights)}"
                 )
             object.__setattr__(self, "level_weights", weights)
         check_wavelet(self.wavelet)
         if self.wavelet_mode is not None:
             check_mode(self.wavelet_mode)
-        check_number("delta", self.delta, 0, strict=True)
-        check_number("base", self.base, 0)
-        check_number("weight_sharpness", self.weight_sharpness, 0)
-        if self.snr_gamma is not None:
-            check_number("snr_gamma", self.snr_gamma, 0, strict=True)
-        check_choice("phase_loss", self.phase_loss, PHASE_LOSSES)
+
+    @property
+    def enabled(self) -> bool:
+        """False in mode ``"off"``: training adds no SMA term."""
+        return self.sma_mode != SMA_OFF
 
     @property
     def resolved_wavelet_mode(self) -> str:
         """The DWT padding actually used (one of ``spectral.MODES``)."""
         if self.wavelet_mode is not None:
             return self.wavelet_mode
-        return "zero" if self.mode == "paper" else "symmetric"
+        return "zero" if self.sma_mode == "paper" else "symmetric"
 
 
 
@@ -248,18 +247,20 @@ class SMALoss(nn.Module):
     def __init__(self, config: SMAConfig | None = None, *, check_finite: bool = True) -> None:
         super().__init__()
         self.config = config if config is not None else SMAConfig()
+        if not self.config.enabled:
+            raise SMAInputError('SMALoss needs sma_mode "paper" or "plus", not "off".')
         self.check_finite = check_finite
 
     def _levels(self, frames: int) -> int:
         cfg = self.config
         max_level = default_levels(frames, cfg.wavelet)
-        levels = cfg.levels if cfg.levels is not None else max(max_level, 1)
+        levels = cfg.wavelet_levels if cfg.wavelet_levels is not None else max(max_level, 1)
         if not 1 <= levels <= max_level:
             need = (filter_length(cfg.wavelet) - 1) * 2**levels + 1
             raise SMAInputError(
                 f"the wavelet term with {levels} level(s) of {cfg.wavelet!r} needs at least {need} frames; "
                 f"this clip has {frames} ({frames - 1} motion vectors), which allows at most {max_level} "
-                "level(s): lower `levels`, use more frames, or set lambda_global to 0"
+                "level(s): lower wavelet_levels, use more frames, or set lambda_global to 0"
             )
         if cfg.level_weights is not None and len(cfg.level_weights) != levels + 1:
             raise SMAInputError(
@@ -284,13 +285,13 @@ class SMALoss(nn.Module):
     def _local_terms(self, d_pred: Tensor, d_target: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample weighted amplitude and phase terms ``[B]`` each."""
         cfg = self.config
-        paper = cfg.mode == "paper"
+        paper = cfg.sma_mode == "paper"
         norm = "backward" if paper else "ortho"
         amp_pred, phase_pred = amplitude_phase(fft2_centered(d_pred, norm))
         amp_target, phase_target = amplitude_phase(fft2_centered(d_target, norm))
         h, w = d_pred.shape[-2:]
         weight = low_frequency_weight(
-            h, w, cfg.delta, cfg.base,
+            h, w, cfg.weight_delta, cfg.weight_base,
             normalize=not paper,
             device=d_pred.device,
             dtype=amp_pred.dtype,
@@ -331,11 +332,11 @@ class SMALoss(nn.Module):
 
         d_pred = motion_vectors(pred_z0.to(dtype))
         d_target = motion_vectors(target_z0.to(dtype))
-        if cfg.mode == "paper":  # the reference aligns |dz|: direction is lost
+        if cfg.sma_mode == "paper":  # the reference aligns |dz|: direction is lost
             d_pred, d_target = d_pred.abs(), d_target.abs()
 
         weight = None
-        if cfg.mode == "plus" and cfg.snr_gamma is not None and alphas_cumprod_t is not None:
+        if cfg.sma_mode == "plus" and cfg.snr_gamma is not None and alphas_cumprod_t is not None:
             a = _per_sample(alphas_cumprod_t, batch, 1, dtype).to(pred_z0.device).expand(batch)
             weight = timestep_weight(a, cfg.snr_gamma)
 

@@ -233,33 +233,6 @@ def _stream_fps(p: Path, stream: VideoStream) -> float:
     raise SMAInputError(f"{p.name} declares no frame rate; re-encode it (e.g. ffmpeg -i in -r 24 out.mp4).")
 
 
-def probe_video(path: str | os.PathLike) -> dict:
-    """Container facts without decoding: ``width``, ``height``, ``fps``, ``frames``, ``frames_exact``
-    (False when ``frames`` is estimated from duration x fps, or None if unknown), ``duration`` (s or
-    None), ``codec``, ``container``."""
-    with _open_video(path) as (p, container, stream):
-        fps = _stream_fps(p, stream)
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = None
-        frames, exact = (stream.frames, True) if stream.frames > 0 else (None, False)
-        if frames is None and duration is not None:
-            frames = round(duration * fps)
-        return {
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "fps": fps,
-            "frames": frames,
-            "frames_exact": exact,
-            "duration": duration,
-            "codec": stream.codec_context.name,
-            "container": container.format.name,
-        }
-
-
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
     """One decoded frame as ``[H, W, 3]`` uint8 RGB (the only place frames become arrays)."""
     return frame.to_ndarray(format="rgb24")

@@ -86,10 +86,10 @@ def motion_spectra(video: torch.Tensor | np.ndarray, config: SMAConfig | None = 
     x = as_video(video, layout)
     frames = x.shape[0]
     d = motion_vectors(x[None])[0]  # [F-1, C, H, W]
-    if cfg.mode == "paper":
+    if cfg.sma_mode == "paper":
         d = d.abs()
     steps = frames - 1
-    levels = cfg.levels if cfg.levels is not None else max(default_levels(frames, cfg.wavelet), 1)
+    levels = cfg.wavelet_levels if cfg.wavelet_levels is not None else max(default_levels(frames, cfg.wavelet), 1)
     coeffs = wavedec(d.flatten(1).T, cfg.wavelet, levels, cfg.resolved_wavelet_mode)  # [C*H*W, n_j] each
     bands = [coeffs[0], *coeffs[:0:-1]]  # approx_J, detail_1 .. detail_J
     time = np.arange(steps)
@@ -101,7 +101,7 @@ def motion_spectra(video: torch.Tensor | np.ndarray, config: SMAConfig | None = 
     names = tuple(f"detail {j}" + (" (fine)" if j == 1 else "") for j in range(1, levels + 1)) + (
         f"approx {levels} (coarse)",)
 
-    spectrum = fft2_centered(d, "backward" if cfg.mode == "paper" else "ortho")  # [F-1, C, H, W]
+    spectrum = fft2_centered(d, "backward" if cfg.sma_mode == "paper" else "ortho")  # [F-1, C, H, W]
     amplitude, _ = amplitude_phase(spectrum)
     centred = torch.fft.ifftshift(d.mean(dim=(0, 1)), dim=(-2, -1))  # origin at pixel (H // 2, W // 2)
     mean_amplitude, mean_phase = amplitude_phase(fft2_centered(centred, "ortho"))

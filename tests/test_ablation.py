@@ -70,7 +70,7 @@ def test_plan_covers_modes_families_and_the_sweep():
     assert {r.family for r in sweep if not r.snr} == set(FAMILIES)
     assert all(r.mode == "plus" for r in sweep if not r.snr)
     config = ablation_plan.train_config(ablation_plan.Run("orbit", 1, "paper", 1.0, 0.1), ablation_plan.PRESETS["full"].budget)
-    assert (config.sma_mode, config.sma.lambda_global, config.sma.lambda_local, config.seed) == ("paper", 1.0, 0.1, 1)
+    assert (config.sma.sma_mode, config.sma.lambda_global, config.sma.lambda_local, config.sampling.seed) == ("paper", 1.0, 0.1, 1)
     no_snr = ablation_plan.train_config(ablation_plan.Run("orbit", 0, "plus", snr=False), ablation_plan.PRESETS["full"].budget)
     assert no_snr.sma.snr_gamma is None and config.sma.snr_gamma is not None
 

@@ -178,13 +178,13 @@ def _assert_requeues(browser: SimpleNamespace, server: SimpleNamespace, by_type:
     assert PREVIEW in again.sent[loader]["inputs"]  # the frontend sends the display-only widget's value too
     assert {trainer, loader} <= again.cached and trainer not in again.executed, (again.cached, again.executed)
     assert lora_path.stat().st_mtime_ns == trained
-    assert load_motion_lora(lora_path)[1]["steps"] == 1
+    assert load_motion_lora(lora_path)[1]["steps_done"] == 1
     _set(browser, by_type, {"SMA_TrainMotionLoRA": {"steps": 2}})
     changed = _press_queue(browser, server.url)
     assert trainer in changed.executed and trainer not in changed.cached
     assert loader in changed.cached  # upstream of the change: still from the cache
     assert lora_path.stat().st_mtime_ns > trained
-    assert load_motion_lora(lora_path)[1]["steps"] == 2
+    assert load_motion_lora(lora_path)[1]["steps_done"] == 2
 
 
 def test_one_queue_of_train_and_apply_trains_then_generates_and_requeues_from_the_cache(trainer_server):
@@ -205,7 +205,7 @@ def test_one_queue_of_train_and_apply_trains_then_generates_and_requeues_from_th
         assert lora_name == LORA_FILE
         lora_path = lora_dir / lora_name
         state_dict, metadata = load_motion_lora(lora_path)
-        assert metadata["steps"] == 1 and metadata["motion_module"] == trainer_server.names["animatediff_models"]
+        assert metadata["steps_done"] == 1 and metadata["motion_module"] == trainer_server.names["animatediff_models"]
         assert len(state_dict) == 2 * 160  # v3: every motion-module attention projection (q, k, v, out)
         assert any(t.abs().max() > 0 for k, t in state_dict.items() if k.endswith(".up.weight"))  # zero before a step
         # the generation: an mp4 of RUN_FRAMES frames at RUN_SIZE, written after the LoRA
@@ -232,5 +232,5 @@ def test_train_only_workflow_requeues_from_the_cache(trainer_server):
         first = _first_press(browser, trainer_server.url, by_type)
         assert by_type["SMA_TrainMotionLoRA"] in first.executed
         assert first.entry["outputs"][by_type["PreviewAny"]]["text"][0] == lora_path.name
-        assert load_motion_lora(lora_path)[1]["steps"] == 1
+        assert load_motion_lora(lora_path)[1]["steps_done"] == 1
         _assert_requeues(browser, trainer_server, by_type, lora_path)

@@ -147,7 +147,7 @@ def test_inspect_our_lora(demo):
     assert "up_blocks.3: motion modules [0, 1, 2], 36 layers" in result.stdout
     assert "mid_block" not in result.stdout  # v3 has no mid-block motion module
     metadata = result.stdout.split("metadata:", 1)[1]
-    assert f"steps_planned    {DEMO_TEST_STEPS}" in metadata and "family           v3" in metadata and "demo             true" in metadata
+    assert f"steps            {DEMO_TEST_STEPS}" in metadata and f"steps_done       {DEMO_TEST_STEPS}" in metadata and "family           v3" in metadata and "demo             true" in metadata
 
 
 def test_inspect_reads_a_peft_layout_file(demo, tmp_path, capsys):
@@ -223,7 +223,8 @@ def test_train_bad_video(capsys, inputs):
     ({"--checkpoint": "clip.mp4"}, ["--checkpoint: file not found"]),
     ({"--out": "lora.ckpt"}, ["--out must be a .safetensors file"]),
     ({"--steps": "0"}, ["steps must be a whole number >= 1, got 0"]),
-    ({"--lr": "-1"}, ["lr_temporal must be a finite number > 0"]),
+    ({"--learning-rate": "-1"}, ["learning_rate must be a finite number > 0"]),
+    ({"--rank": "2000"}, ["rank must be at most 1024"]),
     ({"--targets": "attention,everything"}, ["LoRA targets must include 'attention'"]),
     ({"--every-nth": "0"}, ["select_every_nth must be 1 or more"]),
     ({"--resume": "no_such_folder"}, ["--resume: no_such_folder does not exist"]),
@@ -345,19 +346,24 @@ def test_train_options_reach_the_config_and_defaults_come_from_it():
                         "--targets", "attention,ff", "--sma-mode", "paper", "--lambda-global", "0.3",
                         "--wavelet-levels", "2", "--level-weights", "1,0.5,0.25", "--wavelet", "db2",
                         "--wavelet-mode", "reflect", "--weight-delta", "0.1", "--weight-base", "0.5",
-                        "--weight-sharpness", "2", "--snr-gamma", "none", "--phase-loss", "raw", "--window", "12",
+                        "--weight-sharpness", "2", "--snr-gamma", "0", "--phase-loss", "raw", "--window", "12",
                         "--no-spatial-path", "--no-gradient-checkpointing", "--timestep-max", "900")
-    assert config.learning_rate == 0.002 and config.spatial_learning_rate == 3e-4 and config.window == 12
+    flat = config.flat()
+    assert (flat["learning_rate"], flat["spatial_learning_rate"], flat["window"]) == (0.002, 3e-4, 12)
     assert config.lora.rank == 8 and config.lora.targets == ("attention", "ff")
-    assert (config.sma.mode, config.sma.lambda_global, config.sma.levels) == ("paper", 0.3, 2)
+    assert (config.sma.sma_mode, config.sma.lambda_global, config.sma.wavelet_levels) == ("paper", 0.3, 2)
     assert config.sma.level_weights == (1.0, 0.5, 0.25) and config.sma.wavelet == "db2"
-    assert (config.sma.wavelet_mode, config.sma.delta, config.sma.base) == ("reflect", 0.1, 0.5)
+    assert (config.sma.wavelet_mode, config.sma.weight_delta, config.sma.weight_base) == ("reflect", 0.1, 0.5)
     assert (config.sma.weight_sharpness, config.sma.snr_gamma, config.sma.phase_loss) == (2.0, None, "raw")
-    assert not config.spatial_path and not config.gradient_checkpointing and config.timestep_max == 900
-    # earlier flags still work; options not given keep the config's defaults
-    assert _config_of("--lr", "0.002", "--levels", "2", "--no-spatial") == TrainConfig(
-        learning_rate=0.002, wavelet_levels=2, spatial_path=False, checkpoint_dir="ckpts")
+    assert not flat["spatial_path"] and not flat["gradient_checkpointing"] and flat["timestep_max"] == 900
+    # 0 and "auto" are the automatic choice, as on the node; options not given keep the config's defaults
+    assert _config_of("--wavelet-levels", "0", "--window", "0", "--wavelet-mode", "auto", "--alpha", "0") == \
+        TrainConfig.from_flat(checkpoint_dir="ckpts")
     assert _config_of().flat() == {**DEFAULTS, "checkpoint_dir": "ckpts"}
     shown = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
-    assert "--learning-rate LEARNING_RATE, --lr LEARNING_RATE, --lr-temporal LEARNING_RATE" in shown
-    assert f"(default: {DEFAULTS['learning_rate']})" in shown and "(default: auto)" in shown
+    assert f"--learning-rate LEARNING_RATE learning rate of the motion (temporal) LoRA (default: " \
+           f"{DEFAULTS['learning_rate']})" in shown
+    assert "--wavelet-levels WAVELET_LEVELS wavelet levels, 0 = the deepest the window allows (default: 0)" in shown
+    assert "--sma-mode {plus,paper,off}" in shown and "(default: auto)" in shown  # --precision
+    for earlier in ("--lr ", "--levels ", "--no-spatial ", "--lr-spatial "):
+        assert earlier not in shown

@@ -42,7 +42,7 @@ def clip() -> TrainingClip:
 
 
 def config(folder: Path, steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, rank=2, frames=4, spatial_lora=False, gradient_checkpointing=False,
+    return TrainConfig.from_flat(steps=steps, rank=2, window=4, spatial_path=False, gradient_checkpointing=False,
                        checkpoint_every=1, checkpoint_dir=str(folder / "checkpoints"), keep_checkpoints=2)
 
 
@@ -194,8 +194,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_resume_continues(pristine_u
                 assert state["step"] == int(path.stem.split("-")[1]) and tensors
             if (folder / LORA).exists():
                 state, metadata = load_motion_lora(folder / LORA)
-                assert len(state) == 2 * 160 and metadata["steps"] in lora_steps[folder] | {start + STEPS_PER_RUN}
-                lora_steps[folder].add(metadata["steps"])
+                assert len(state) == 2 * 160 and metadata["steps_done"] in lora_steps[folder] | {start + STEPS_PER_RUN}
+                lora_steps[folder].add(metadata["steps_done"])
     # one last run per chain without a kill, and an uninterrupted reference run of the same length
     finals = []
     for c, folder in enumerate(chains):
@@ -217,7 +217,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_resume_continues(pristine_u
         finish(pid, events, 4 * TRIAL_TIMEOUT)
         chained, metadata = load_motion_lora(folder / LORA)
         uninterrupted, _ = load_motion_lora(reference / LORA)
-        assert metadata["steps"] == total and chained.keys() == uninterrupted.keys()
+        assert metadata["steps_done"] == total and chained.keys() == uninterrupted.keys()
         assert all(torch.equal(chained[k], uninterrupted[k]) for k in chained), "resume did not continue exactly"
     with capsys.disabled():
         print(f"\n[crash] {KILLS} SIGKILLs: " + ", ".join(f"{k} {v}" for k, v in sorted(landed.items()))

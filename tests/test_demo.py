@@ -113,5 +113,5 @@ def test_demo_ctrl_c_saves_the_partial_lora(tmp_path):
     assert "Traceback" not in err and "partial motion LoRA saved to" in err
     state, metadata = load_motion_lora(out / "motion_lora_partial.safetensors")
     assert lora_rank(state) == TOY_RANK
-    assert metadata["stopped_early"] is True and 1 <= metadata["steps"] < 100000
+    assert metadata["stopped_early"] is True and 1 <= metadata["steps_done"] < 100000
     assert not (out / "motion_lora.safetensors").exists()

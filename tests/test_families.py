@@ -129,7 +129,7 @@ def test_second_base_runs_the_whole_path(toy_base, tmp_path):
     assert norms and all(isinstance(m, FrameGroupNorm) and m.mode == "across_frames" for m in norms)
 
     clip = _toy_clip()
-    result = Trainer(unet, [clip], config=TrainConfig(steps=3, rank=4, gradient_checkpointing=False,
+    result = Trainer(unet, [clip], config=TrainConfig.from_flat(steps=3, rank=4, gradient_checkpointing=False,
                                                       preview_every=1)).run()
     assert result.step == 3 and all(torch.isfinite(torch.tensor(list(l.values()))).all() for l in result.losses)
     meta = result.metadata

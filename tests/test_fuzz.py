@@ -119,8 +119,8 @@ def motion_file(tmp_path_factory) -> Path:
 def checkpoint_file(tmp_path_factory) -> Path:
     """The checkpoint of a real 1-step training run of the tiny v3 model (motion + spatial LoRA, AdamW moments)."""
     folder = tmp_path_factory.mktemp("fuzz_ckpt")
-    config = TrainConfig(steps=1, rank=2, gradient_checkpointing=False, checkpoint_every=1, checkpoint_dir=str(folder),
-                         frames=4)
+    config = TrainConfig.from_flat(steps=1, rank=2, gradient_checkpointing=False, checkpoint_every=1,
+                                   checkpoint_dir=str(folder), window=4)
     clip = TrainingClip(torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.zeros(1, 77, 32))
     Trainer(tiny_motion_unet("v3", seed=0), [clip], make_noise_scheduler(), config).run()
     return latest_checkpoint(folder)

@@ -115,7 +115,7 @@ def test_two_trainings_back_to_back_keep_no_memory_threads_or_files_and_never_us
           f"({growth:+.1%}); OS threads {before[1]} -> {after[1]}, Python threads {before[2]} -> {after[2]}, "
           f"open fds {before[3]} -> {after[3]}", file=sys.stderr)
     (first_state, first_meta), (second_state, second_meta) = load_motion_lora(first), load_motion_lora(second)
-    assert first_meta["steps"] == 1 and second_meta["steps"] == 1 and first_state.keys() == second_state.keys()
+    assert first_meta["steps_done"] == 1 and second_meta["steps_done"] == 1 and first_state.keys() == second_state.keys()
     assert any(not torch.equal(first_state[k], second_state[k]) for k in first_state)  # the second really trained
     assert abs(growth) <= RSS_TOLERANCE, f"RSS {before[0]} -> {after[0]} ({growth:+.1%})"
     assert after[1] <= before[1] and after[2] <= before[2], "threads were left running"
@@ -147,7 +147,7 @@ def test_failing_prompts_leave_the_next_one_working(host, monkeypatch):
     assert not (lora_dir / "health_nan.safetensors").exists()
     path = train(comfy_host, made, lora_dir, motion, "health_after_errors", steps=1, seed=14)
     state, metadata = load_motion_lora(path)
-    assert metadata["steps"] == 1 and all(bool(torch.isfinite(t).all()) for t in state.values())
+    assert metadata["steps_done"] == 1 and all(bool(torch.isfinite(t).all()) for t in state.values())
 
 
 def test_bad_motion_lora_is_a_ui_error_and_ade_motion_model_stays_unpatched(host):

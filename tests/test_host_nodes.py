@@ -98,7 +98,7 @@ def test_training_writes_an_ade_lora_into_the_motion_lora_folder(host, trained):
     path = lora_dir / name
     state, metadata = load_motion_lora(path)
     assert len(state) == 2 * 160  # v3: every motion-module attention projection (q, k, v, out)
-    assert metadata["steps"] == 2 and metadata["family"] == "v3" and metadata["motion_module"] == motion
+    assert metadata["steps_done"] == 2 and metadata["family"] == "v3" and metadata["motion_module"] == motion
     assert all(t.ndim == 2 and t.dtype == torch.float16 for t in state.values())
     assert any(t.abs().max() > 0 for k, t in state.items() if k.endswith(".up.weight"))
     assert name in comfy_host.folder_paths.get_filename_list("animatediff_motion_lora")
@@ -119,7 +119,7 @@ def test_unchanged_graph_is_not_retrained_and_a_changed_setting_is(host, trained
     comfy_host.run(train_prompt(motion, steps=1, spatial_path=False))  # any changed setting retrains
     assert TRAIN not in cached_nodes(comfy_host)
     assert (lora_dir / f"{LORA_NAME}.safetensors").stat().st_mtime_ns > before
-    assert load_motion_lora(lora_dir / f"{LORA_NAME}.safetensors")[1]["steps"] == 1
+    assert load_motion_lora(lora_dir / f"{LORA_NAME}.safetensors")[1]["steps_done"] == 1
 
 
 def apply_prompt(motion: str, strength: float | None, seed: int = 5, loader: str = "SMA_ApplyMotionLoRA") -> dict:
@@ -165,12 +165,12 @@ def test_cancel_saves_a_partial_lora_the_host_keeps_serving_and_a_requeue_trains
     assert not comfy_host.executor.success
     assert any(event == "execution_interrupted" for event, _ in comfy_host.executor.status_messages)
     state, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
-    assert metadata["steps"] == 1 and metadata["stopped_early"] is True
+    assert metadata["steps_done"] == 1 and metadata["stopped_early"] is True
     assert len(state) == 2 * 160
     comfy_host.run(prompt)  # the same graph again: the cancelled training is not taken from the cache
     assert comfy_host.output(TRAIN, 0) == f"{name}.safetensors" and TRAIN not in cached_nodes(comfy_host)
     _, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
-    assert metadata["steps"] == 2 and metadata["stopped_early"] is False
+    assert metadata["steps_done"] == 2 and metadata["stopped_early"] is False
     comfy_host.run({  # the next prompt runs normally
         "video": {"class_type": "SMA_LoadReferenceVideo", "inputs": {
             "video": "reference.mp4", "frame_load_cap": 2, "skip_first_frames": 1, "select_every_nth": 1,

@@ -67,7 +67,7 @@ def _reference_paper_loss(pred, target, levels, level_weights, lambda_global, la
 def test_paper_mode_equals_reference_formulas(shape, levels, level_weights, lambdas):
     rng = np.random.default_rng(sum(shape))
     pred, target = rng.standard_normal(shape), rng.standard_normal(shape)
-    config = SMAConfig(mode="paper", lambda_global=lambdas[0], lambda_local=lambdas[1], levels=levels,
+    config = SMAConfig(sma_mode="paper", lambda_global=lambdas[0], lambda_local=lambdas[1], wavelet_levels=levels,
                        level_weights=level_weights)
     out = SMALoss(config)(torch.from_numpy(pred), torch.from_numpy(target))
     n_levels = levels if levels is not None else {8: 2, 16: 3}[shape[1]]
@@ -84,7 +84,7 @@ def test_paper_mode_equals_reference_formulas(shape, levels, level_weights, lamb
 def test_paper_mode_float32_close_to_reference():
     rng = np.random.default_rng(11)
     pred, target = rng.standard_normal((1, 8, 4, 9, 9)), rng.standard_normal((1, 8, 4, 9, 9))
-    out = SMALoss(SMAConfig(mode="paper"))(torch.from_numpy(pred).float(), torch.from_numpy(target).float())
+    out = SMALoss(SMAConfig(sma_mode="paper"))(torch.from_numpy(pred).float(), torch.from_numpy(target).float())
     assert out.total.dtype == torch.float32
     ref = _reference_paper_loss(pred, target, 2, (1.0, 1.0, 1.0), 0.4, 0.2)
     np.testing.assert_allclose(out.total.item(), ref["total"], rtol=1e-4)
@@ -132,9 +132,9 @@ def test_plus_loss_ignores_phase_wrap_across_pi():
 
     target = _clip_from_residual(residual(math.pi - eps))
     pred = _clip_from_residual(residual(-math.pi + eps))
-    common = dict(lambda_global=0.0, delta=0.05, base=1.0)
-    wrap = SMALoss(SMAConfig(mode="plus", phase_loss="wrap", **common))(pred, target)
-    raw = SMALoss(SMAConfig(mode="plus", phase_loss="raw", **common))(pred, target)
+    common = dict(lambda_global=0.0, weight_delta=0.05, weight_base=1.0)
+    wrap = SMALoss(SMAConfig(sma_mode="plus", phase_loss="wrap", **common))(pred, target)
+    raw = SMALoss(SMAConfig(sma_mode="plus", phase_loss="raw", **common))(pred, target)
 
     # expected raw value: the normalised weight at the two bins (after fftshift), over all bins
     weight = _reference_weight(size, size, 0.05, 1.0)
@@ -159,12 +159,12 @@ def test_reversed_motion_costs_in_plus_not_in_paper(frames):
     velocity = torch.randint(-3, 4, (1, 1, 3, 7, 7), generator=gen).double()
     clip = base + torch.arange(frames, dtype=torch.float64).reshape(1, -1, 1, 1, 1) * velocity
     backwards = clip.flip(1)
-    paper = SMALoss(SMAConfig(mode="paper", levels=1))(backwards, clip)
-    plus = SMALoss(SMAConfig(mode="plus", levels=1))(backwards, clip)
+    paper = SMALoss(SMAConfig(sma_mode="paper", wavelet_levels=1))(backwards, clip)
+    plus = SMALoss(SMAConfig(sma_mode="plus", wavelet_levels=1))(backwards, clip)
     assert paper.total.item() == 0.0
     assert plus.global_.item() > 0.5 and plus.local.item() > 0.5
     # and playing it forwards costs nothing in either mode
-    assert SMALoss(SMAConfig(mode="plus", levels=1))(clip, clip).total.item() == 0.0
+    assert SMALoss(SMAConfig(sma_mode="plus", wavelet_levels=1))(clip, clip).total.item() == 0.0
 
 
 def test_plus_local_loss_does_not_grow_with_resolution():
@@ -175,8 +175,8 @@ def test_plus_local_loss_does_not_grow_with_resolution():
     each ortho bin has the same amplitude distribution at any H x W, so the plus terms stay put as the
     latent grows, while the unnormalised reference grows like sqrt(H * W)."""
     gen = torch.Generator().manual_seed(13)
-    plus = SMALoss(SMAConfig(mode="plus", lambda_global=0.0))
-    paper = SMALoss(SMAConfig(mode="paper", lambda_global=0.0))
+    plus = SMALoss(SMAConfig(sma_mode="plus", lambda_global=0.0))
+    paper = SMALoss(SMAConfig(sma_mode="paper", lambda_global=0.0))
     values = {}
     for size in (16, 32, 64):
         n = 65536 // (size * size)  # the same number of bins at every size
@@ -221,7 +221,7 @@ def test_timestep_weight_formula_and_use():
     torch.testing.assert_close(weighted.total, (w * per_sample).mean())
     # paper mode and snr_gamma=None ignore the timesteps
     torch.testing.assert_close(SMALoss(SMAConfig(snr_gamma=None))(pred, target, alphas).total, per_sample.mean())
-    paper = SMALoss(SMAConfig(mode="paper"))
+    paper = SMALoss(SMAConfig(sma_mode="paper"))
     torch.testing.assert_close(paper(pred, target, alphas).total, paper(pred, target).total)
 
 
@@ -233,7 +233,7 @@ def test_timestep_weight_formula_and_use():
 @pytest.mark.parametrize("mode", ["paper", "plus"])
 def test_zero_when_prediction_equals_target(mode):
     z = torch.randn(2, 16, 4, 8, 8)
-    out = SMALoss(SMAConfig(mode=mode))(z, z.clone(), torch.tensor([0.3, 0.8]))
+    out = SMALoss(SMAConfig(sma_mode=mode))(z, z.clone(), torch.tensor([0.3, 0.8]))
     for value in (out.total, out.global_, out.local, out.local_amplitude, out.local_phase, *out.global_bands):
         assert value.item() == 0.0
     assert len(out.global_bands) == 4  # 16 frames -> 3 levels
@@ -245,7 +245,7 @@ def test_half_precision_inputs_get_finite_gradients(mode, dtype):
     gen = torch.Generator().manual_seed(15)
     pred = torch.randn(1, 8, 4, 16, 16, generator=gen).to(dtype).requires_grad_()
     target = torch.randn(1, 8, 4, 16, 16, generator=gen).to(dtype)
-    out = SMALoss(SMAConfig(mode=mode))(pred, target, torch.tensor([0.4]))
+    out = SMALoss(SMAConfig(sma_mode=mode))(pred, target, torch.tensor([0.4]))
     assert out.total.dtype == torch.float32 and torch.isfinite(out.total)
     out.total.backward()
     assert pred.grad.dtype == dtype
@@ -256,7 +256,7 @@ def test_half_precision_inputs_get_finite_gradients(mode, dtype):
 def test_gradients_reach_the_prediction_float64():
     pred = torch.randn(1, 5, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     target = torch.randn(1, 5, 2, 6, 6, dtype=torch.float64)
-    loss = SMALoss(SMAConfig(mode="plus", phase_loss="wrap"))
+    loss = SMALoss(SMAConfig(sma_mode="plus", phase_loss="wrap"))
     assert torch.autograd.gradcheck(lambda p: loss(p, target, torch.tensor([0.5])).total, (pred,))
 
 
@@ -313,20 +313,21 @@ def _nan_copy(z: torch.Tensor, value: float) -> torch.Tensor:
         (lambda: SMALoss()(_Z[:, :1], _Z[:, :1]), ["1 frame", "at least 2 frames"]),
         (lambda: SMALoss()(_Z, _Z[:, :, :3]), ["(1, 8, 4, 8, 8)", "(1, 8, 3, 8, 8)", "must match"]),
         (lambda: SMALoss()(_Z[0], _Z[0]), ["5-D", "[B, F, C, H, W]", "(8, 4, 8, 8)"]),
-        (lambda: SMALoss(SMAConfig(levels=3))(_Z, _Z), ["3 level", "at least 9 frames", "8", "at most 2"]),
+        (lambda: SMALoss(SMAConfig(wavelet_levels=3))(_Z, _Z), ["3 level", "at least 9 frames", "8", "at most 2"]),
         (lambda: SMALoss()(_Z[:, :2], _Z[:, :2]), ["at least 3 frames", "lambda_global"]),
         (lambda: SMALoss(SMAConfig(level_weights=(1.0, 1.0)))(_Z, _Z), ["level_weights has 2", "need 3"]),
         (lambda: SMALoss()(_nan_copy(_Z, float("nan")), _Z), ["pred_z0", "NaN or inf"]),
         (lambda: SMALoss()(_Z, _nan_copy(_Z, float("inf"))), ["target_z0", "NaN or inf"]),
         (lambda: SMALoss()(_Z, _Z, torch.tensor([1.5])), ["alphas_cumprod_t", "(0, 1]"]),
         (lambda: SMALoss()(_Z, _Z, torch.tensor([0.5, 0.5, 0.5])), ["[B] = [1]", "(3,)"]),
-        (lambda: SMAConfig(mode="fancy"), ["'fancy'", "paper", "plus"]),
+        (lambda: SMAConfig(sma_mode="fancy"), ["'fancy'", "paper", "plus", "off"]),
+        (lambda: SMALoss(SMAConfig(sma_mode="off")), ["sma_mode", "off"]),
         (lambda: SMAConfig(lambda_global=-1.0), ["lambda_global", ">= 0"]),
-        (lambda: SMAConfig(levels=0), ["levels", ">= 1"]),
-        (lambda: SMAConfig(levels=2, level_weights=(1.0,)), ["levels + 1 = 3", "got 1"]),
+        (lambda: SMAConfig(wavelet_levels=0), ["wavelet_levels", ">= 1"]),
+        (lambda: SMAConfig(wavelet_levels=2, level_weights=(1.0,)), ["wavelet_levels + 1 = 3", "got 1"]),
         (lambda: SMAConfig(wavelet="gaus1"), ["'gaus1'", "pywt.wavelist"]),
         (lambda: SMAConfig(wavelet_mode="smooth"), ["'smooth'", "periodization"]),
-        (lambda: SMAConfig(delta=0.0), ["delta", "> 0"]),
+        (lambda: SMAConfig(weight_delta=0.0), ["weight_delta", "> 0"]),
         (lambda: SMAConfig(snr_gamma=0.0), ["snr_gamma", "> 0"]),
         (lambda: SMAConfig(phase_loss="cos"), ["'cos'", "wrap", "raw"]),
         (lambda: tweedie_estimate(_Z, _Z, torch.tensor([0.5]), "sample"), ["'sample'", "epsilon", "v_prediction"]),

@@ -117,8 +117,8 @@ def test_distances_are_the_sma_loss_terms():
     logged = motion_metrics(a, b)
     assert logged == {"motion_cosine": motion_cosine(a, b), "global_distance": distances.global_,
                       "local_distance": distances.local}
-    paper = spectral_distances(a, b, SMAConfig(mode="paper"))
-    assert paper.global_ == pytest.approx(SMALoss(SMAConfig(mode="paper"))(a, b).global_.item(), rel=1e-6)
+    paper = spectral_distances(a, b, SMAConfig(sma_mode="paper"))
+    assert paper.global_ == pytest.approx(SMALoss(SMAConfig(sma_mode="paper"))(a, b).global_.item(), rel=1e-6)
 
 
 # --- inputs -----------------------------------------------------------------------------------------

@@ -89,12 +89,12 @@ def test_video_options_validate_or_refuse(values):
 
 
 SMA_FIELDS = {
-    "mode": st.one_of(st.sampled_from(["paper", "plus", "off", "PLUS", ""]), ANY_SCALAR),
-    "lambda_global": ANY_SCALAR, "lambda_local": ANY_SCALAR, "levels": ANY_SCALAR,
+    "sma_mode": st.one_of(st.sampled_from(["paper", "plus", "off", "PLUS", ""]), ANY_SCALAR),
+    "lambda_global": ANY_SCALAR, "lambda_local": ANY_SCALAR, "wavelet_levels": ANY_SCALAR,
     "level_weights": st.one_of(st.none(), st.lists(ANY_SCALAR, max_size=6)),
     "wavelet": st.one_of(st.sampled_from(["haar", "db2", "sym4", "morl", "cmor1.5-1.0", "Haar"]), ANY_SCALAR),
     "wavelet_mode": st.one_of(st.sampled_from(["zero", "symmetric", "periodization", "reflect", "bogus"]), ANY_SCALAR),
-    "delta": ANY_SCALAR, "base": ANY_SCALAR, "weight_sharpness": ANY_SCALAR, "snr_gamma": ANY_SCALAR,
+    "weight_delta": ANY_SCALAR, "weight_base": ANY_SCALAR, "weight_sharpness": ANY_SCALAR, "snr_gamma": ANY_SCALAR,
     "phase_loss": st.one_of(st.sampled_from(["wrap", "raw", "cos"]), ANY_SCALAR),
 }
 
@@ -111,12 +111,12 @@ def test_sma_config_validates_or_refuses(values):
         config = SMAConfig(**values)
     except SMAInputError:
         return
-    assert config.mode in ("paper", "plus")
+    assert config.sma_mode in ("paper", "plus", "off")
     assert finite_number(config.lambda_global, 0) and finite_number(config.lambda_local, 0)
-    assert config.levels is None or (type(config.levels) is int and config.levels >= 1)
+    assert config.wavelet_levels is None or (type(config.wavelet_levels) is int and config.wavelet_levels >= 1)
     if config.level_weights is not None:
         assert all(finite_number(w, 0) for w in config.level_weights)
-    assert finite_number(config.delta, 0, strict=True) and finite_number(config.base, 0)
+    assert finite_number(config.weight_delta, 0, strict=True) and finite_number(config.weight_base, 0)
     assert config.snr_gamma is None or finite_number(config.snr_gamma, 0, strict=True)
 
 
@@ -126,7 +126,7 @@ TRAIN_FIELDS = {
         "lambda_global", "lambda_local", "wavelet_levels", "debias_weight", "debias_beta", "seed", "timestep_min",
         "timestep_max", "window", "clips_per_step", "grad_accum", "max_grad_norm", "weight_decay", "warmup_steps",
         "attention_slice", "checkpoint_every", "keep_checkpoints", "preview_every", "weight_delta", "snr_gamma",
-        "lr_temporal", "frames")},  # the last two: earlier names, still read
+        "validation_every", "validation_steps", "validation_guidance", "validation_seed")},
     "targets": st.lists(st.one_of(st.sampled_from(["attention", "ff", "proj", "spatial"]), ANY_SCALAR), max_size=4),
     "sma_mode": st.one_of(st.sampled_from(["paper", "plus", "off", "fast"]), ANY_SCALAR),
     "optimizer": st.one_of(st.sampled_from(["adamw", "adamw8bit", "sgd"]), ANY_SCALAR),
@@ -134,6 +134,8 @@ TRAIN_FIELDS = {
     "precision": st.one_of(st.sampled_from(["auto", "fp32", "fp16", "bf16", "fp8"]), ANY_SCALAR),
     "checkpoint_dir": st.one_of(st.none(), st.just("ckpt"), ANY_SCALAR),
     "spatial_path": st.one_of(st.booleans(), ANY_SCALAR),
+    "keep_spatial": st.one_of(st.booleans(), ANY_SCALAR),
+    "gradient_checkpointing": st.one_of(st.booleans(), ANY_SCALAR),
 }
 
 
@@ -141,18 +143,20 @@ TRAIN_FIELDS = {
 @given(values=st.fixed_dictionaries({}, optional=TRAIN_FIELDS))
 def test_train_config_validates_or_refuses(values):
     try:
-        config = TrainConfig(**values)
+        config = TrainConfig.from_flat(**values)
     except SMAInputError:
         return
-    for name in ("steps", "clips_per_step", "grad_accum", "keep_checkpoints"):
-        assert type(getattr(config, name)) is int and getattr(config, name) >= 1
-    assert type(config.lora.rank) is int and config.lora.rank >= 1
-    assert finite_number(config.learning_rate, 0, strict=True)
-    assert finite_number(config.spatial_learning_rate, 0, strict=True)
-    assert finite_number(config.spatial_skip_prob, 0) and config.spatial_skip_prob < 1
-    assert 0 <= config.timestep_min <= config.timestep_max
-    assert config.window is None or config.window >= 2
-    assert "attention" in config.lora.targets and set(config.lora.targets) <= {"attention", "ff", "proj"}
-    assert config.sma is None or finite_number(config.sma.lambda_global, 0)
-    assert config.checkpoint_every == 0 or config.checkpoint_dir
+    flat = config.flat()
+    for name in ("steps", "clips_per_step", "grad_accum", "keep_checkpoints", "validation_steps"):
+        assert type(flat[name]) is int and flat[name] >= 1
+    assert type(flat["rank"]) is int and 1 <= flat["rank"] <= 1024
+    assert finite_number(flat["learning_rate"], 0, strict=True)
+    assert finite_number(flat["spatial_learning_rate"], 0, strict=True)
+    assert finite_number(flat["spatial_skip_prob"], 0) and flat["spatial_skip_prob"] < 1
+    assert 0 <= flat["timestep_min"] <= flat["timestep_max"]
+    assert flat["window"] is None or flat["window"] >= 2
+    assert "attention" in flat["targets"] and set(flat["targets"]) <= {"attention", "ff", "proj"}
+    assert finite_number(flat["lambda_global"], 0) and flat["sma_mode"] in ("paper", "plus", "off")
+    assert all(type(flat[name]) is bool for name in ("spatial_path", "keep_spatial", "gradient_checkpointing"))
+    assert flat["checkpoint_every"] == 0 or flat["checkpoint_dir"]
     assert TrainConfig.from_dict(config.to_dict()) == config  # what a checkpoint stores reads back equal

@@ -50,6 +50,7 @@ from sma.training.memory import (
 )
 from sma.training.objectives import diffusion_target
 from sma.training.optim import lr_factor
+from sma.training.config import SECTIONS, SETTINGS, MotionLoRASettings, saved_config
 
 TEXT_DIM = 32  # cross-attention width of the tiny model
 FAST = dict(rank=4, gradient_checkpointing=False)
@@ -94,7 +95,7 @@ def evaluate(model, z: torch.Tensor) -> dict[str, float]:
     with torch.no_grad():
         eps = model(x_t.transpose(1, 2), EVAL_T, encoder_hidden_states=text).sample.transpose(1, 2)
     abar = scheduler.alphas_cumprod[EVAL_T]
-    sma = SMALoss(SMAConfig(mode="plus"))(tweedie_estimate(x_t, eps, abar), z0, abar)
+    sma = SMALoss(SMAConfig(sma_mode="plus"))(tweedie_estimate(x_t, eps, abar), z0, abar)
     return {"mse": F.mse_loss(eps, noise).item(), "global": sma.global_.item(), "local": sma.local.item()}
 
 
@@ -102,7 +103,7 @@ def evaluate(model, z: torch.Tensor) -> dict[str, float]:
 def trained(tmp_path_factory):
     """40 steps on the translating square (motion LoRA on attention + ff + proj), saved to a file."""
     unet = tiny_motion_unet("v3", seed=0)
-    config = TrainConfig(steps=40, lr_temporal=5e-3, spatial_lora=False, lora_targets=("attention", "ff", "proj"),
+    config = TrainConfig.from_flat(steps=40, learning_rate=5e-3, spatial_path=False, targets=("attention", "ff", "proj"),
                          timestep_min=50, timestep_max=950, **FAST)
     trainer = Trainer(unet, [clip()], make_noise_scheduler(), config)
     result = trainer.run()
@@ -167,7 +168,7 @@ def test_exported_lora_reloads_and_reproduces_the_trained_model(trained):
 
 def resume_config(**changes) -> TrainConfig:
     """Spatial path on, cosine schedule with warm-up, clipping, two clips of different lengths."""
-    return TrainConfig(steps=6, seed=3, lr_schedule="cosine", warmup_steps=2, max_grad_norm=0.05, **FAST, **changes)
+    return TrainConfig.from_flat(steps=6, seed=3, lr_schedule="cosine", warmup_steps=2, max_grad_norm=0.05, **FAST, **changes)
 
 
 def resume_clips() -> list[TrainingClip]:
@@ -197,10 +198,10 @@ def resume_runs(tmp_path_factory):
 def test_cancel_returns_a_valid_lora_with_the_steps_done(resume_runs, tmp_path):
     result = resume_runs["first_result"]
     assert result.stopped_early and result.step == 3 and len(result.losses) == 3
-    assert result.metadata["steps"] == 3 and result.metadata["stopped_early"] is True
+    assert result.metadata["steps_done"] == 3 and result.metadata["stopped_early"] is True
     path = save_motion_lora(tmp_path / "cancelled.safetensors", result.lora_state, result.metadata)
     state, metadata = load_motion_lora(path)
-    assert metadata["steps"] == 3
+    assert (metadata["steps_done"], metadata["steps"]) == (3, 6)  # done, planned
     assert any(v.abs().max() > 0 for k, v in state.items() if k.endswith("up.weight"))  # it learned something
     # a checkpoint at step 2 (every 2) and one written when cancelled at step 3
     assert resume_runs["files_after_cancel"] == ["checkpoint-000002.safetensors", "checkpoint-000003.safetensors"]
@@ -238,7 +239,7 @@ def test_a_hook_on_the_loop_sees_every_step_and_the_estimate_it_asks_for():
             self.ends.append((step, stopped))
 
     recorder = Recorder()
-    config = replace(resume_config(), steps=3)
+    config = resume_config().with_settings(steps=3)
     with_hook = Trainer(tiny_motion_unet("v3", seed=0), resume_clips(), make_noise_scheduler(), config)
     result = with_hook.run(hooks=[recorder])
     plain = Trainer(tiny_motion_unet("v3", seed=0), resume_clips(), make_noise_scheduler(), config).run()
@@ -249,8 +250,8 @@ def test_a_hook_on_the_loop_sees_every_step_and_the_estimate_it_asks_for():
 
 def test_resume_refuses_changed_settings(resume_runs):
     trainer = Trainer(tiny_motion_unet("v3", seed=0), resume_clips(), make_noise_scheduler(),
-                      resume_config(lr_temporal=1e-3))
-    with pytest.raises(SMAInputError, match="lr_temporal"):
+                      resume_config(learning_rate=1e-3))
+    with pytest.raises(SMAInputError, match="learning_rate: 0.0005 -> 0.001"):
         trainer.run(resume_from=resume_runs["folder"])
 
 
@@ -269,7 +270,7 @@ class NaNAtCall:
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = TrainConfig(steps=5, checkpoint_every=1, checkpoint_dir=str(tmp_path), **FAST)
+    config = TrainConfig.from_flat(steps=5, checkpoint_every=1, checkpoint_dir=str(tmp_path), **FAST)
     trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
     trainer.sma_loss = NaNAtCall(trainer.sma_loss, 3)
     with pytest.raises(TrainingDiverged, match="step 3") as caught:
@@ -287,7 +288,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 # --- paths, precision, memory ---------------------------------------------------------------------------
 
 def test_spatial_step_trains_only_the_spatial_lora_and_temporal_step_only_the_motion_lora():
-    config = TrainConfig(steps=1, spatial_skip_prob=0.0, **FAST)
+    config = TrainConfig.from_flat(steps=1, spatial_skip_prob=0.0, **FAST)
     trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
     trainer._setup()
     batch = make_batch(trainer.clips, [0], 8, torch.Generator().manual_seed(0), trainer.device)
@@ -403,7 +404,7 @@ def test_full_checkpointing_is_undone():
 def test_gradient_checkpointing_gives_the_same_training_step():
     runs = []
     for checkpointing in (False, True):
-        config = TrainConfig(steps=1, rank=4, spatial_skip_prob=0.0, gradient_checkpointing=checkpointing)
+        config = TrainConfig.from_flat(steps=1, rank=4, spatial_skip_prob=0.0, gradient_checkpointing=checkpointing)
         trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
         runs.append((trainer.run(), lora_weights(trainer)))
     (first, wa), (second, wb) = runs
@@ -413,7 +414,7 @@ def test_gradient_checkpointing_gives_the_same_training_step():
 
 
 def test_model_is_restored_after_training_and_inference_mode_weights_are_handled():
-    config = TrainConfig(steps=1, rank=4, gradient_checkpointing=True, attention_slice=3)
+    config = TrainConfig.from_flat(steps=1, rank=4, gradient_checkpointing=True, attention_slice=3)
     with torch.inference_mode():  # how ComfyUI builds models, makes inputs and runs nodes
         unet = tiny_motion_unet("v3", seed=0)
         result = Trainer(unet, [clip()], make_noise_scheduler(), config).run()
@@ -438,7 +439,7 @@ def test_attention_slicing_gives_the_same_output():
 
 @pytest.mark.parametrize("precision, scaler", [("bf16", False), ("fp16", True)])
 def test_half_precision_runs_with_fp32_lora_weights(precision, scaler):
-    config = TrainConfig(steps=2, precision=precision, spatial_skip_prob=0.0, **FAST)
+    config = TrainConfig.from_flat(steps=2, precision=precision, spatial_skip_prob=0.0, **FAST)
     unet = tiny_motion_unet("v3", seed=0)
     trainer = Trainer(unet, [clip()], make_noise_scheduler(), config)
     result = trainer.run()
@@ -455,14 +456,14 @@ def test_v_prediction_target_and_run():
     t = torch.tensor([10, 900])
     a = scheduler.alphas_cumprod[t].reshape(2, 1, 1, 1, 1)
     assert torch.allclose(diffusion_target(scheduler, z, noise, t), a.sqrt() * noise - (1 - a).sqrt() * z, atol=1e-6)
-    result = Trainer(tiny_motion_unet("v3", seed=0), [clip()], scheduler, TrainConfig(steps=2, **FAST)).run()
+    result = Trainer(tiny_motion_unet("v3", seed=0), [clip()], scheduler, TrainConfig.from_flat(steps=2, **FAST)).run()
     assert result.metadata["prediction_type"] == "v_prediction"
     assert all(math.isfinite(v) for row in result.losses for v in row.values())
 
 
 def test_batches_of_clips_with_accumulation_and_previews():
     previews, reports = [], []
-    config = TrainConfig(steps=2, clips_per_step=2, grad_accum=2, preview_every=1, keep_spatial=True, **FAST)
+    config = TrainConfig.from_flat(steps=2, clips_per_step=2, grad_accum=2, preview_every=1, keep_spatial=True, **FAST)
     callbacks = TrainCallbacks(on_step=reports.append, on_preview=lambda step, frames: previews.append((step, frames)))
     trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip(8), clip(10), clip(9)], make_noise_scheduler(), config)
     result = trainer.run(callbacks)
@@ -480,17 +481,19 @@ def test_batches_of_clips_with_accumulation_and_previews():
 # --- input checks (before any heavy work) ---------------------------------------------------------------
 
 def test_config_validation_messages():
-    for bad, field in [(dict(steps=0), "steps"), (dict(steps=-3), "steps"), (dict(lr_temporal=0.0), "lr_temporal"),
-                       (dict(lr_spatial=-1e-4), "lr_spatial"), (dict(rank=0), "rank"),
+    for bad, field in [(dict(steps=0), "steps"), (dict(steps=-3), "steps"), (dict(learning_rate=0.0), "learning_rate"),
+                       (dict(spatial_learning_rate=-1e-4), "spatial_learning_rate"), (dict(rank=0), "rank"),
                        (dict(grad_accum=0), "grad_accum"),
-                       (dict(sma_mode="fancy"), "paper, plus, off"), (dict(optimizer="sgd"), "adamw"),
-                       (dict(timestep_min=500, timestep_max=100), "timestep_max"), (dict(frames=1), "frames"),
+                       (dict(sma_mode="fancy"), "plus, paper, off"), (dict(optimizer="sgd"), "adamw"),
+                       (dict(timestep_min=500, timestep_max=100), "timestep_max"), (dict(window=1), "window"),
                        (dict(lr_schedule="linear"), "constant, cosine"), (dict(precision="fp8"), "auto"),
-                       (dict(checkpoint_every=5), "checkpoint_dir"), (dict(lr_temporal=float("nan")), "lr_temporal"),
-                       (dict(lora_targets=("ff",)), "attention"), (dict(rank=2048), "1..1024")]:
+                       (dict(checkpoint_every=5), "checkpoint_dir"),
+                       (dict(learning_rate=float("nan")), "learning_rate"), (dict(spatial_path=1), "true or false"),
+                       (dict(targets=("ff",)), "attention"), (dict(rank=2048), "rank must be at most 1024"),
+                       (dict(steps=100_001), "steps must be at most 100000"), (dict(lr_temporal=1e-3), "unknown")]:
         with pytest.raises(SMAInputError, match=field):
-            TrainConfig(**bad)
-    config = TrainConfig(steps=7, lora_targets=["attention", "ff"])
+            TrainConfig.from_flat(**bad)
+    config = TrainConfig.from_flat(steps=7, targets=["attention", "ff"])
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
@@ -499,8 +502,8 @@ def test_clip_checks(v3_model):
     text = torch.zeros(1, 77, TEXT_DIM)
     cases = [
         ([TrainingClip(torch.zeros(1, 4, 8, 8), text)], {}, "at least 2"),
-        ([clip(8)], dict(frames=10), "frames = 10 requested but clip 0 has 8"),
-        ([clip(40)], dict(frames=33), "32 positions"),
+        ([clip(8)], dict(window=10), "window = 10 frames requested but clip 0 has 8"),
+        ([clip(40)], dict(window=33), "32 positions"),
         ([clip(8, 8), clip(8, 16)], dict(clips_per_step=2), "same latent size"),
         ([TrainingClip(torch.zeros(8, 3, 8, 8), text)], {}, "3 channels"),
         ([TrainingClip(square_clip(), torch.zeros(1, 77, 768))], {}, "width 768"),
@@ -508,12 +511,12 @@ def test_clip_checks(v3_model):
         ([TrainingClip(square_clip() * float("nan"), text)], {}, "finite"),
         ([], {}, "at least one"),
         ([clip(8)], dict(timestep_max=1000), "timestep_max must be < 1000"),
-        ([clip(4)], dict(sma_levels=3), "level"),
+        ([clip(4)], dict(wavelet_levels=3), "level"),
         ([clip(8)], dict(optimizer="adamw8bit"), "adamw8bit"),
     ]
     for clips, changes, message in cases:
         with pytest.raises(SMAInputError, match=message):
-            Trainer(v3_model, clips, sched, TrainConfig(**changes))
+            Trainer(v3_model, clips, sched, TrainConfig.from_flat(**changes))
     assert adapter_names(v3_model) == []  # nothing was set up
 
 
@@ -535,7 +538,7 @@ def test_training_window_follows_the_positional_encoding(v3_model):
     v1 = tiny_motion_unet("v1", seed=0)
     assert Trainer(v1, [clip(40)], make_noise_scheduler()).window == 24
     with pytest.raises(SMAInputError, match="24 positions"):
-        Trainer(v1, [clip(40)], make_noise_scheduler(), TrainConfig(frames=32))
+        Trainer(v1, [clip(40)], make_noise_scheduler(), TrainConfig.from_flat(window=32))
     g = torch.Generator().manual_seed(0)
     starts = {make_batch([clip(40)], [0], 32, g, torch.device("cpu")).starts[0] for _ in range(200)}
     assert starts == set(range(9))  # every window of 32 in 40 frames gets drawn
@@ -642,7 +645,7 @@ def test_plain_diffusers_model_gets_ade_per_frame_motion_norms():
                                        MotionAdapter.from_config(motion_adapter_config("v3", "tiny")))
     norms = [m for n, m in unet.named_modules() if ".motion_modules." in f".{n}" and isinstance(m, torch.nn.GroupNorm)]
     assert norms and not any(isinstance(m, FrameGroupNorm) for m in norms)  # diffusers: across frames
-    Trainer(unet, [clip()], make_noise_scheduler(), TrainConfig(steps=1, **FAST)).run()
+    Trainer(unet, [clip()], make_noise_scheduler(), TrainConfig.from_flat(steps=1, **FAST)).run()
     norms = [m for n, m in unet.named_modules() if ".motion_modules." in f".{n}" and isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(isinstance(m, FrameGroupNorm) and m.mode == "per_frame" for m in norms)
 
@@ -654,7 +657,7 @@ def test_group_norms_run_in_the_autocast_dtype_and_keep_no_fp32_copies(dtype):
     from sma.models.norms import FrameGroupNorm, LeanGroupNorm, group_norm_in_autocast_dtype
 
     unet = tiny_motion_unet("v3", seed=0)
-    Trainer(unet, [clip()], make_noise_scheduler(), TrainConfig(steps=1, **FAST)).run()
+    Trainer(unet, [clip()], make_noise_scheduler(), TrainConfig.from_flat(steps=1, **FAST)).run()
     norms = [m for m in unet.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(isinstance(m, LeanGroupNorm) for m in norms)
     assert any(isinstance(m, FrameGroupNorm) for m in norms) and any(type(m) is LeanGroupNorm for m in norms)
@@ -683,7 +686,7 @@ def test_group_norms_run_in_the_autocast_dtype_and_keep_no_fp32_copies(dtype):
 def test_other_families_train_with_checkpointing(family):
     """v1: GroupNorms across frames everywhere (also under checkpointing); v2: mid-block motion module."""
     unet = tiny_motion_unet(family, seed=0)
-    config = TrainConfig(steps=1, rank=4, spatial_skip_prob=0.0, gradient_checkpointing=True)
+    config = TrainConfig.from_flat(steps=1, rank=4, spatial_skip_prob=0.0, gradient_checkpointing=True)
     result = Trainer(unet, [clip()], make_noise_scheduler(), config).run()
     assert result.metadata["family"] == family
     assert all(math.isfinite(v) for v in result.losses[0].values())
@@ -699,77 +702,119 @@ V1_CHECKPOINT = Path(__file__).resolve().parent / "data" / "v1_checkpoint" / "ch
 
 def v1_run_config(**changes) -> TrainConfig:
     """The settings of the format-1 checkpoint, as this version spells them, for 3 steps."""
-    return TrainConfig.from_dict({"steps": 3, "seed": 5, "rank": 2, "learning_rate": 1e-3,
-                                  "spatial_learning_rate": 2e-4, "wavelet_levels": 2, "spatial_path": True,
-                                  "gradient_checkpointing": False, **changes})
+    return TrainConfig.from_flat(steps=3, seed=5, rank=2, learning_rate=1e-3, spatial_learning_rate=2e-4,
+                                 wavelet_levels=2, spatial_path=True, gradient_checkpointing=False, **changes)
+
+
+def assert_resumes_like_an_uninterrupted_run(checkpoint: Path, config: TrainConfig, tmp_path: Path) -> None:
+    """Resuming ``checkpoint`` (2 of 3 steps) with today's code continues the run it was written by."""
+    _, state = load_checkpoint(checkpoint)
+    clips = [TrainingClip(square_clip(), torch.zeros(1, 77, TEXT_DIM), "square")]
+    whole = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), config).run()
+    continued = config.with_settings(checkpoint_every=1, checkpoint_dir=str(tmp_path))
+    resumed = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), continued)
+    result = resumed.run(resume_from=checkpoint)
+    assert result.step == 3 and len(result.losses) == 3
+    assert result.losses[:2] == state["history"]  # the old run's floats, carried over
+    # and this version trains the same numbers, up to float rounding (the old code's optimizer and float
+    # operations were ordered a little differently, so bit equality is out of reach)
+    assert len(result.losses) == len(whole.losses)
+    for old, new in zip(result.losses, whole.losses):
+        assert old.keys() == new.keys()
+        assert all(old[k] == pytest.approx(new[k], rel=1e-6) for k in old), (old, new)
+    # A resume that lost the optimizer state or a step would be off by about one Adam step (the learning rate,
+    # 1e-3); the weights must agree a hundred times closer.
+    for key in whole.lora_state:
+        torch.testing.assert_close(result.lora_state[key], whole.lora_state[key], rtol=2e-3, atol=1e-5, msg=key)
+    _, new_state = load_checkpoint(tmp_path / "checkpoint-000003.safetensors")
+    assert new_state["format_version"] == ckpt.FORMAT_VERSION == 3
+    assert TrainConfig.from_dict(new_state["config"]).differences(continued) == []
 
 
 def test_format_1_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp_path):
     _, state = load_checkpoint(V1_CHECKPOINT)
     assert state["format_version"] == 1 and "lr_temporal" in state["config"]
-    clips = [TrainingClip(square_clip(), torch.zeros(1, 77, TEXT_DIM), "square")]
-    whole = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), v1_run_config()).run()
-    config = v1_run_config(checkpoint_every=1, checkpoint_dir=str(tmp_path))
-    resumed_trainer = Trainer(tiny_motion_unet("v3", seed=0), clips, make_noise_scheduler(), config)
-    resumed = resumed_trainer.run(resume_from=V1_CHECKPOINT)
-    assert resumed.step == 3 and len(resumed.losses) == 3
-    assert resumed.losses[:2] == state["history"]  # the old run's floats, carried over
-    # and this version trains the same numbers, up to float rounding: the old run's optimizer looped over the
-    # tensors, this version's runs one fused kernel (same arithmetic, other rounding in the last bits)
-    assert len(resumed.losses) == len(whole.losses)
-    for old, new in zip(resumed.losses, whole.losses):
-        assert old.keys() == new.keys()
-        assert all(old[k] == pytest.approx(new[k], rel=1e-6) for k in old), (old, new)
-    # The old weights were written by the code of format 1, whose float operations were ordered a little
-    # differently, so bit equality is out of reach. A resume that lost the optimizer state or a step would be
-    # off by about one Adam step (the learning rate, 1e-3); the weights must agree a hundred times closer.
-    for key in whole.lora_state:
-        torch.testing.assert_close(resumed.lora_state[key], whole.lora_state[key], rtol=2e-3, atol=1e-5, msg=key)
-    _, new_state = load_checkpoint(tmp_path / "checkpoint-000003.safetensors")
-    assert new_state["format_version"] == ckpt.FORMAT_VERSION
-    assert TrainConfig.from_dict(new_state["config"]).differences(config) == []
+    assert_resumes_like_an_uninterrupted_run(V1_CHECKPOINT, v1_run_config(), tmp_path)
 
 
-# --- nested settings ------------------------------------------------------------------------------------
+V2_FILES = Path(__file__).resolve().parent / "data"
+"""A format-2 checkpoint (loss settings nested under ``mode``/``levels``/``delta``/``base``) after 2 of 3 steps,
+and the LoRA file of that run (metadata with ``steps`` done and ``steps_planned``); written by
+``tests/data/make_v2_files.py`` with the code of that format."""
 
-def test_config_nests_loss_and_lora_settings_and_round_trips():
-    config = TrainConfig(steps=9, learning_rate=2e-4, rank=8, alpha=4.0, targets=("attention", "ff"),
-                         sma_mode="paper", lambda_global=0.3, wavelet_levels=2, level_weights=(1.0, 0.5, 0.25),
-                         wavelet="db2", wavelet_mode="reflect", weight_delta=0.1, weight_base=0.5,
-                         weight_sharpness=2.0, snr_gamma=None, phase_loss="raw", window=12, spatial_path=False)
-    assert config.sma == SMAConfig(mode="paper", lambda_global=0.3, levels=2, level_weights=(1.0, 0.5, 0.25),
-                                   wavelet="db2", wavelet_mode="reflect", delta=0.1, base=0.5,
-                                   weight_sharpness=2.0, snr_gamma=None, phase_loss="raw")
-    assert config.lora == LoRAConfig(rank=8, alpha=4.0, targets=("attention", "ff"))
+
+def test_format_2_checkpoint_resumes_and_continues_like_an_uninterrupted_run(tmp_path):
+    checkpoint = V2_FILES / "v2_checkpoint" / "checkpoint-000002.safetensors"
+    _, state = load_checkpoint(checkpoint)
+    assert state["format_version"] == 2 and state["config"]["sma"]["delta"] == 0.1
+    config = v1_run_config(weight_delta=0.1, weight_base=0.5)
+    assert saved_config(state["config"], 2).differences(config) == []
+    assert_resumes_like_an_uninterrupted_run(checkpoint, config, tmp_path)
+
+
+def test_lora_file_of_format_2_reads_under_todays_names():
+    state, metadata = load_motion_lora(V2_FILES / "v2_lora.safetensors")
+    assert state and metadata["steps"] == 2 and metadata["steps_done"] == 2 and "steps_planned" not in metadata
+    assert (metadata["timestep_min"], metadata["timestep_max"]) == (0, 999) and "timesteps" not in metadata
+    known = {k: v for k, v in metadata.items() if k in SETTINGS}
+    assert {"learning_rate", "spatial_learning_rate", "sma_mode", "wavelet_levels", "weight_delta", "seed"} <= set(known)
+    assert TrainConfig.from_flat({k: tuple(v) if isinstance(v, list) else v for k, v in known.items()}
+                                 ).setting("weight_delta") == 0.1
+
+
+# --- settings: sections, one name each --------------------------------------------------------------------
+
+def test_config_sections_hold_each_setting_once_and_round_trip():
+    config = TrainConfig.from_flat(steps=9, learning_rate=2e-4, rank=8, alpha=4.0, targets=("attention", "ff"),
+                                   sma_mode="paper", lambda_global=0.3, wavelet_levels=2,
+                                   level_weights=(1.0, 0.5, 0.25), wavelet="db2", wavelet_mode="reflect",
+                                   weight_delta=0.1, weight_base=0.5, weight_sharpness=2.0, snr_gamma=None,
+                                   phase_loss="raw", window=12, spatial_path=False)
+    assert config.sma == SMAConfig(sma_mode="paper", lambda_global=0.3, wavelet_levels=2,
+                                   level_weights=(1.0, 0.5, 0.25), wavelet="db2", wavelet_mode="reflect",
+                                   weight_delta=0.1, weight_base=0.5, weight_sharpness=2.0, snr_gamma=None,
+                                   phase_loss="raw")
+    assert config.lora == MotionLoRASettings(rank=8, alpha=4.0, targets=("attention", "ff"))
+    assert (config.schedule.steps, config.sampling.window, config.spatial.spatial_path) == (9, 12, False)
     data = config.to_dict()
-    assert data["sma"]["levels"] == 2 and data["lora"] == {"rank": 8, "alpha": 4.0, "targets": ["attention", "ff"]}
-    assert "rank" not in data and "lambda_global" not in data  # nested, not copied
-    assert TrainConfig.from_dict(data) == config
+    assert list(data) == list(SECTIONS) and data["sma"]["wavelet_levels"] == 2
+    assert data["lora"] == {"rank": 8, "alpha": 4.0, "targets": ["attention", "ff"]}
+    assert sorted(k for section in data.values() for k in section) == sorted(config.flat())  # each name once
     assert TrainConfig.from_dict(json.loads(json.dumps(data))) == config
-    assert TrainConfig(**config.flat()) == config
-    off = TrainConfig(sma_mode="off", steps=3)
-    assert off.sma is None and off.sma_mode == "off" and TrainConfig.from_dict(off.to_dict()) == off
+    assert TrainConfig.from_flat(config.flat()) == config
+    off = TrainConfig.from_flat(sma_mode="off", lambda_global=0.5)
+    assert not off.sma_enabled and off.sma.lambda_global == 0.5  # "off" stays off whatever else is set
+    assert TrainConfig.from_dict(off.to_dict()) == off
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.steps = 3  # type: ignore[misc]
-
-
-def test_config_reads_earlier_setting_names():
-    earlier = TrainConfig(lr_temporal=1e-3, lr_spatial=2e-4, sma_levels=2, spatial_lora=False, frames=10,
-                          lora_targets=["attention", "proj"])
-    today = TrainConfig(learning_rate=1e-3, spatial_learning_rate=2e-4, wavelet_levels=2, spatial_path=False,
-                        window=10, targets=("attention", "proj"))
-    assert earlier == today and earlier.setting("lr_temporal") == 1e-3 and earlier.setting("frames") == 10
-    with pytest.raises(SMAInputError, match="lr_temporal is the earlier name of learning_rate"):
-        TrainConfig(lr_temporal=1e-3, learning_rate=1e-3)
+        config.schedule.steps = 3  # type: ignore[misc]
     with pytest.raises(SMAInputError, match="unknown training settings \\['learning_rat'\\]"):
-        TrainConfig(learning_rat=1e-3)
-    with pytest.raises(SMAInputError, match="level_weights needs levels \\+ 1 = 3"):
-        TrainConfig(wavelet_levels=2, level_weights=(1.0,))
+        TrainConfig.from_flat(learning_rat=1e-3)
+    with pytest.raises(SMAInputError, match="level_weights needs wavelet_levels \\+ 1 = 3"):
+        TrainConfig.from_flat(wavelet_levels=2, level_weights=(1.0,))
+    with pytest.raises(SMAInputError, match="TrainConfig.sma must be a SMAConfig"):
+        TrainConfig(sma=None)  # type: ignore[arg-type]
+    with pytest.raises(SMAInputError, match="section 'schedule' does not hold \\['rank'\\]"):
+        TrainConfig.from_dict({"schedule": {"rank": 4}})
+
+
+def test_earlier_names_are_read_only_from_old_checkpoints():
+    format_1 = {"lr_temporal": 1e-3, "lr_spatial": 2e-4, "sma_levels": 2, "spatial_lora": False, "frames": 10,
+                "lora_targets": ["attention", "proj"]}
+    format_2 = {"learning_rate": 1e-3, "spatial_learning_rate": 2e-4, "spatial_path": False, "window": 10,
+                "sma": {"mode": "plus", "levels": 2}, "lora": {"targets": ["attention", "proj"]}}
+    today = TrainConfig.from_flat(learning_rate=1e-3, spatial_learning_rate=2e-4, wavelet_levels=2,
+                                  spatial_path=False, window=10, targets=("attention", "proj"))
+    assert saved_config(format_1, 1) == saved_config(format_2, 2) == today
+    assert not saved_config({"sma": None, "lora": {}}, 2).sma_enabled  # format 2 spelled "off" as no loss
+    with pytest.raises(SMAInputError, match="unknown training settings \\['lr_temporal'\\]"):
+        TrainConfig.from_flat(lr_temporal=1e-3)  # not an alias anywhere else
+    with pytest.raises(SMAInputError, match="both 'lr_temporal' and 'learning_rate'"):
+        saved_config({"lr_temporal": 1e-3, "learning_rate": 1e-3}, 1)
 
 
 def test_one_device_sync_per_training_step(monkeypatch):
     """Losses and gradient norms are read in one ``tolist`` per step, not one ``float`` per part."""
-    config = TrainConfig(steps=2, grad_accum=2, spatial_skip_prob=0.0, **FAST)
+    config = TrainConfig.from_flat(steps=2, grad_accum=2, spatial_skip_prob=0.0, **FAST)
     trainer = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config)
     reads = []
     original = torch.Tensor.tolist

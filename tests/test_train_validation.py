@@ -27,7 +27,7 @@ def prompt() -> ValidationPrompt:
 
 
 def config(**changes) -> TrainConfig:
-    return TrainConfig(steps=4, seed=2, rank=4, **changes)
+    return TrainConfig.from_flat(steps=4, seed=2, rank=4, **changes)
 
 
 def run(cfg: TrainConfig, validation: ValidationPrompt | None = None, callbacks: TrainCallbacks | None = None,
@@ -81,7 +81,7 @@ def test_validation_samples_are_real_deterministic_clips_of_the_current_lora(run
 
 def test_validation_settings_are_checked():
     with pytest.raises(SMAInputError, match="validation_steps"):
-        TrainConfig(validation_every=2, validation_steps=0)
+        TrainConfig.from_flat(validation_every=2, validation_steps=0)
     with pytest.raises(SMAInputError, match="validation prompt"):
         Trainer(tiny_motion_unet("v3", seed=0), clips(), make_noise_scheduler(), config(validation_every=2))
     with pytest.raises(SMAInputError, match=r"\[1, T, 32\]"):

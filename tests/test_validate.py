@@ -337,7 +337,7 @@ def test_spectral_operators_first_built_in_inference_mode_still_train():
     """ComfyUI runs nodes under ``torch.inference_mode``: operators cached there must not break autograd."""
     from sma.loss import SMAConfig, SMALoss
 
-    loss = SMALoss(SMAConfig(mode="plus"))
+    loss = SMALoss(SMAConfig(sma_mode="plus"))
     with torch.inference_mode():
         loss(torch.zeros(1, 7, 4, 8, 8), torch.zeros(1, 7, 4, 8, 8))  # builds and caches the 7-frame operators
     pred = torch.randn(1, 7, 4, 8, 8, requires_grad=True)

@@ -16,7 +16,8 @@ import torch
 
 import sma.video as video
 from sma.errors import SMAInputError
-from sma.video import VIDEO_EXTENSIONS, VideoOptions, prepare_frames, probe_video, read_video, write_video
+from sma.video import VIDEO_EXTENSIONS, VideoOptions, prepare_frames, read_video, write_video
+from video_probe import probe_video
 
 N_FRAMES, HEIGHT, WIDTH = 24, 48, 64
 LEVEL0, LEVEL_STEP = 20, 10  # frame k is grey 20 + 10 k (codec errors here stay below 4 levels)
@@ -103,7 +104,7 @@ def test_every_container_reads_all_frames_in_order(clips, ext):
 
 
 @pytest.mark.parametrize("ext", [c[0] for c in CONTAINERS])
-def test_probe_reads_the_header_only(clips, ext):
+def test_written_clips_declare_their_size_rate_and_length(clips, ext):
     path, fps = clip(clips, ext)
     info = probe_video(path)
     assert (info["width"], info["height"]) == (WIDTH, HEIGHT)

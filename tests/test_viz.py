@@ -86,7 +86,7 @@ def test_phase_difference_of_a_shift_is_the_linear_ramp():
 
 def test_paper_mode_uses_absolute_motion_and_latents_work():
     latents = torch.randn(8, 4, 12, 10, generator=torch.Generator().manual_seed(0))
-    spectra = motion_spectra(latents, SMAConfig(mode="paper"))
+    spectra = motion_spectra(latents, SMAConfig(sma_mode="paper"))
     d = np.abs(np.diff(latents.double().numpy(), axis=0))
     spectrum = np.fft.fftshift(np.fft.fft2(d), axes=(-2, -1))  # paper mode: unnormalised FFT
     np.testing.assert_allclose(spectra.amplitude, np.abs(spectrum).mean(axis=(0, 1)), rtol=1e-5)

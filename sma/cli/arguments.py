@@ -1,8 +1,8 @@
 """Argument parsers of the sub-commands (kept free of heavy imports, so ``--help`` is quick).
 
-Training options are the flat settings of :class:`sma.training.TrainConfig` under the same names
-(``learning_rate`` -> ``--learning-rate``; earlier flags such as ``--lr`` still work); their defaults
-(shown in ``--help``) are the config's own.
+Training options are the settings of :class:`sma.training.TrainConfig` under the same names
+(``learning_rate`` -> ``--learning-rate``); their choices and defaults (shown in ``--help``) are the
+config's own, and an optional setting's 0 (or ``auto``) is its automatic choice.
 """
 
 from __future__ import annotations
@@ -12,15 +12,8 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-from ..loss import PHASE_LOSSES
 from ..text import TOKENIZER_SOURCES_HELP
-from ..training.config import (
-    DEFAULTS,
-    LR_SCHEDULES,
-    OPTIMIZERS,
-    PRECISIONS,
-    SMA_MODES,
-)
+from ..training.config import DEFAULTS, limit, parse_numbers, to_interface
 
 DEMO_STEPS = 400
 DEMO_SAMPLES = 4
@@ -31,81 +24,71 @@ VIDEO_WIDTH = 512
 RESUME_DEFAULT = "auto"
 HELP_WIDTH = 100
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
-
-
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() == "none" else float(text)
+def _numbers(text: str) -> tuple[float, ...]:
+    return parse_numbers("--level-weights", text)
 
 
-def _optional_int(text: str) -> int | None:
-    """0 (or "auto") means None: the automatic choice."""
-    return None if text.strip().lower() in ("0", "auto") else int(text)
-
-
-# (setting, earlier flags, type, choices, help); the flag is ``--`` + the setting with dashes
-CONFIG_OPTIONS: tuple[tuple[str, tuple[str, ...], Callable[[str], Any], tuple[str, ...] | None, str], ...] = (
-    ("steps", (), int, None, "optimizer steps"),
-    ("learning_rate", ("--lr", "--lr-temporal"), float, None, "learning rate of the motion (temporal) LoRA"),
-    ("spatial_learning_rate", ("--lr-spatial",), float, None,
-     "learning rate of MotionDirector's spatial (appearance) LoRA"),
-    ("rank", (), int, None, "rank of the motion LoRA"),
-    ("alpha", (), float, None, "alpha of the motion LoRA (default: the rank, i.e. scale 1)"),
-    ("targets", (), _names, None, "motion LoRA layers: attention, optionally ff and proj, comma-separated"),
-    ("spatial_rank", (), int, None, "rank of the spatial LoRA (default: the motion LoRA's rank)"),
-    ("spatial_skip_prob", (), float, None, "share of steps trained without the spatial path"),
-    ("sma_mode", (), str, SMA_MODES, "SMA loss: plus (fixed), paper (as published) or off"),
-    ("lambda_global", (), float, None, "weight of the SMA wavelet (global, over time) term"),
-    ("lambda_local", (), float, None, "weight of the SMA Fourier (local, within frames) term"),
-    ("wavelet_levels", ("--levels",), _optional_int, None,
-     "wavelet levels, 0 = the deepest the window allows (default: 0)"),
-    ("level_weights", (), _floats, None,
+# (setting, type, help); the flag is ``--`` + the setting with dashes, the choices and the default are the config's.
+# An optional setting's 0 (or "auto") is its automatic choice, as on the node (``sma.training.config.from_interface``).
+CONFIG_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
+    ("steps", int, "optimizer steps"),
+    ("learning_rate", float, "learning rate of the motion (temporal) LoRA"),
+    ("spatial_learning_rate", float, "learning rate of MotionDirector's spatial (appearance) LoRA"),
+    ("rank", int, "rank of the motion LoRA"),
+    ("alpha", float, "alpha of the motion LoRA, 0 = the rank (scale 1)"),
+    ("targets", _names, "motion LoRA layers: attention, optionally ff and proj, comma-separated"),
+    ("spatial_rank", int, "rank of the spatial LoRA, 0 = the motion LoRA's rank"),
+    ("spatial_skip_prob", float, "share of steps trained without the spatial path"),
+    ("sma_mode", str, "SMA loss: plus (fixed), paper (as published) or off"),
+    ("lambda_global", float, "weight of the SMA wavelet (global, over time) term"),
+    ("lambda_local", float, "weight of the SMA Fourier (local, within frames) term"),
+    ("wavelet_levels", int, "wavelet levels, 0 = the deepest the window allows"),
+    ("level_weights", _numbers,
      "weight per wavelet band, comma-separated: approximation, then finest to coarsest detail (levels + 1 values)"),
-    ("wavelet", (), str, None, "a discrete PyWavelets wavelet"),
-    ("wavelet_mode", (), str, None, "DWT padding (default: zero in paper mode, symmetric in plus mode)"),
-    ("weight_delta", (), float, None, "low-frequency weight map: delta"),
-    ("weight_base", (), float, None, "low-frequency weight map: base"),
-    ("weight_sharpness", (), float, None, "plus mode: exponent of the low-frequency weight map (0 = flat)"),
-    ("snr_gamma", (), _optional_float, None, "plus mode: min-SNR gamma of the timestep weight (none = off)"),
-    ("phase_loss", (), str, PHASE_LOSSES, "plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)"),
-    ("debias_weight", (), float, None, "weight of MotionDirector's appearance-debiased loss"),
-    ("debias_beta", (), float, None, "beta of the appearance-debiased loss"),
-    ("seed", (), int, None, "seed of every random choice"),
-    ("timestep_min", (), int, None, "smallest training timestep"),
-    ("timestep_max", (), int, None, "largest training timestep"),
-    ("precision", (), str, PRECISIONS, "auto: bf16 (or fp16) on CUDA, fp32 on the CPU"),
-    ("window", (), int, None,
-     "frames per training window (default: the shortest clip, at most the motion module's 24 (v1) / 32)"),
-    ("clips_per_step", (), int, None, "clips per micro-batch (they need equal sizes)"),
-    ("grad_accum", (), int, None, "micro-batches accumulated per step"),
-    ("max_grad_norm", (), float, None, "gradient clipping per LoRA (0 = off)"),
-    ("optimizer", (), str, OPTIMIZERS, "adamw8bit needs bitsandbytes and CUDA"),
-    ("weight_decay", (), float, None, "AdamW weight decay"),
-    ("lr_schedule", (), str, LR_SCHEDULES, "learning-rate schedule after the warm-up"),
-    ("warmup_steps", (), int, None, "linear learning-rate warm-up steps"),
-    ("attention_slice", (), int, None, "attention in slices of this many rows, less memory (0 = off)"),
-    ("checkpoint_every", (), int, None,
+    ("wavelet", str, "a discrete PyWavelets wavelet"),
+    ("wavelet_mode", str, "DWT padding, auto = zero in paper mode, symmetric in plus mode"),
+    ("weight_delta", float, "low-frequency weight map: delta"),
+    ("weight_base", float, "low-frequency weight map: base"),
+    ("weight_sharpness", float, "plus mode: exponent of the low-frequency weight map (0 = flat)"),
+    ("snr_gamma", float, "plus mode: min-SNR gamma of the timestep weight (0 = off)"),
+    ("phase_loss", str, "plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)"),
+    ("debias_weight", float, "weight of MotionDirector's appearance-debiased loss"),
+    ("debias_beta", float, "beta of the appearance-debiased loss"),
+    ("seed", int, "seed of every random choice"),
+    ("timestep_min", int, "smallest training timestep"),
+    ("timestep_max", int, "largest training timestep"),
+    ("precision", str, "auto: bf16 (or fp16) on CUDA, fp32 on the CPU"),
+    ("window", int,
+     "frames per training window, 0 = the shortest clip, at most the motion module's 24 (v1) / 32"),
+    ("clips_per_step", int, "clips per micro-batch (they need equal sizes)"),
+    ("grad_accum", int, "micro-batches accumulated per step"),
+    ("max_grad_norm", float, "gradient clipping per LoRA (0 = off)"),
+    ("optimizer", str, "adamw8bit needs bitsandbytes and CUDA"),
+    ("weight_decay", float, "AdamW weight decay"),
+    ("lr_schedule", str, "learning-rate schedule after the warm-up"),
+    ("warmup_steps", int, "linear learning-rate warm-up steps"),
+    ("attention_slice", int, "attention in slices of this many rows, less memory (0 = off)"),
+    ("checkpoint_every", int,
      "write a resumable checkpoint every N steps into <out stem>_checkpoints/ (0 = only when stopped by Ctrl-C)"),
-    ("keep_checkpoints", (), int, None, "newest checkpoints kept"),
-    ("preview_every", (), int, None,
+    ("keep_checkpoints", int, "newest checkpoints kept"),
+    ("preview_every", int,
      "every N steps write the one-step estimate of the clip as PNG + GIF into <out stem>_previews/ (0 = never)"),
-    ("validation_every", (), int, None,
+    ("validation_every", int,
      "every N steps a validation sample of --validation-prompt as an animated WebP into <out stem>_checkpoints/ "
      "(default: 50 with --validation-prompt, else 0 = never); each costs about 5 training steps"),
-    ("validation_steps", (), int, None, "DDIM steps of a validation sample"),
-    ("validation_guidance", (), float, None, "classifier-free guidance of validation samples"),
-    ("validation_seed", (), int, None, "seed of the validation samples' noise (its own; training is unchanged)"),
+    ("validation_steps", int, "DDIM steps of a validation sample"),
+    ("validation_guidance", float, "classifier-free guidance of validation samples"),
+    ("validation_seed", int, "seed of the validation samples' noise (its own; training is unchanged)"),
 )
 VALIDATION_EVERY = 50
 """Validation-sample interval when ``--validation-prompt`` is given without ``--validation-every``."""
-SWITCHES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("spatial_path", ("--no-spatial",), "train the motion LoRA alone, without MotionDirector's spatial LoRA"),
-    ("gradient_checkpointing", (), "faster, but needs much more memory"),
+SWITCHES: tuple[tuple[str, str], ...] = (
+    ("spatial_path", "train the motion LoRA alone, without MotionDirector's spatial LoRA"),
+    ("gradient_checkpointing", "faster, but needs much more memory"),
 )
 """Settings that default to on: ``--no-<setting>`` turns them off."""
 
@@ -117,10 +100,8 @@ def flag(setting: str, prefix: str = "--") -> str:
 
 def config_default(name: str) -> object:
     """The default of a flat :class:`TrainConfig` setting, as ``--help`` shows it."""
-    value = DEFAULTS[name]
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return "auto" if value is None and name == "wavelet_levels" else value
+    value = to_interface(name, DEFAULTS[name])
+    return ",".join(map(str, value)) if isinstance(value, list) else value
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -178,13 +159,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
     training = parser.add_argument_group("training")
     training.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    for name, earlier, kind, choices, text in CONFIG_OPTIONS:
+    for name, kind, text in CONFIG_OPTIONS:
         shown = text if "default:" in text else f"{text} (default: {config_default(name)})"
-        training.add_argument(flag(name), *earlier, dest=name, type=kind, choices=choices,
+        bound = limit(name)
+        training.add_argument(flag(name), dest=name, type=kind, choices=bound.choices if bound else None,
                               default=argparse.SUPPRESS, help=shown)
-    for name, earlier, text in SWITCHES:
-        training.add_argument(flag(name, "--no-"), *earlier, dest=name, action="store_false",
-                              default=argparse.SUPPRESS, help=text)
+    for name, text in SWITCHES:
+        training.add_argument(flag(name, "--no-"), dest=name, action="store_false", default=argparse.SUPPRESS,
+                              help=text)
 
 
 def add_inspect_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -53,6 +53,8 @@ SAMPLES = 4
 UPSCALE = 8
 FPS = 6.0
 LORA_NAME = "motion_lora.safetensors"
+SUMMARY_SETTINGS = ("steps", "seed", "rank", "learning_rate", "targets", "sma_mode", "timestep_min")
+"""The training settings the demo's summary.json records."""
 NOTE = "trained on the toy base of `python -m sma demo`; it does not fit real AnimateDiff motion modules"
 
 
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
           f"motion LoRA, {args.steps} steps on the pretrained toy base (CPU); then generating "
           f"{describe(task.target)} on another background without and with it")
     trained = time.perf_counter()
-    with terminal_progress(config.steps) as callbacks:
+    with terminal_progress(config.schedule.steps) as callbacks:
         outcome = train_motion_lora(source, config, files["lora"], device="cpu", callbacks=callbacks,
                                     metadata={"demo": True, "note": NOTE}, stop_is_interruption=True)
     training_seconds = time.perf_counter() - trained
@@ -146,9 +148,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "command": "demo", "version": __version__,
         "reference_motion_px_per_frame": list(DEMO_VELOCITY),
-        "settings": {"steps": args.steps, "seed": args.seed, "rank": config.lora.rank, "lr": config.learning_rate,
-                     "targets": list(config.lora.targets), "sma_mode": config.sma_mode,
-                     "timestep_min": config.timestep_min, "samples": args.samples, "sampling_steps": TOY_SAMPLE_STEPS},
+        "settings": {**{name: config.setting(name) for name in SUMMARY_SETTINGS},
+                     "samples": args.samples, "sampling_steps": TOY_SAMPLE_STEPS},
         "new_appearance": describe(task.target) + " on another background",
         "seconds": {"training": round(training_seconds, 2), "total": round(time.perf_counter() - started, 2)},
         "scores": {name: {key: number if math.isfinite(number) else None for key, number in vars(value).items()}

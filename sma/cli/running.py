@@ -133,7 +133,7 @@ def save_loss_curve(result: TrainResult, lora_path: Path, interrupted: bool, png
 def report_interrupted(outcome: TrainOutcome, lora_path: Path, resume_hint: str = "") -> int:
     """Say where the partial LoRA is (and how to resume); returns the exit code 130."""
     result = outcome.result
-    print(f"interrupted after step {result.step} of {result.metadata.get('steps_planned', '?')}: "
+    print(f"interrupted after step {result.step} of {result.metadata.get('steps', '?')}: "
           f"partial motion LoRA saved to {lora_path}", file=sys.stderr)
     if result.checkpoint is not None and resume_hint:
         print(f"resumable checkpoint: {result.checkpoint}; continue with {resume_hint}", file=sys.stderr)

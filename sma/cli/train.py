@@ -36,6 +36,7 @@ from ..models.sd15 import (
     unet_state_dict_to_diffusers,
 )
 from ..text import encode_prompts, load_clip_tokenizer
+from ..training.config import from_interface
 from ..training import TrainConfig, TrainingClip, ValidationPrompt, free_memory, setting_names, train_motion_lora
 from ..video import VideoClip, VideoOptions, read_video
 from ..viz import save_png
@@ -145,7 +146,7 @@ def train_config(args: argparse.Namespace, checkpoint_dir: Path) -> TrainConfig:
         values.setdefault("validation_every", VALIDATION_EVERY)
     elif values.get("validation_every"):
         raise SMAInputError("--validation-every needs --validation-prompt (what the samples show).")
-    return TrainConfig(**values, checkpoint_dir=str(checkpoint_dir))
+    return TrainConfig.from_flat(from_interface(values), checkpoint_dir=str(checkpoint_dir))
 
 
 def plan_training(args: argparse.Namespace) -> TrainPlan:
@@ -168,7 +169,7 @@ def plan_training(args: argparse.Namespace) -> TrainPlan:
             raise SMAInputError(f"--resume: {resume} does not exist (a checkpoint file or a folder of them).")
     options = VideoOptions(frame_load_cap=args.frames, skip_first_frames=args.skip, select_every_nth=args.every_nth,
                            force_rate=args.fps, width=args.width, height=args.height)
-    previews = out.with_name(f"{out.stem}_previews") if config.preview_every else None
+    previews = out.with_name(f"{out.stem}_previews") if config.validation.preview_every else None
     device = resolve_device(args.device)
     check_writable(out.parent)  # now, not after hours of training
     return TrainPlan(checkpoint, motion_module, videos, prompts, out, options, config, device, resume, args.tokenizer,
@@ -256,7 +257,7 @@ class PreviewWriter:
 def _describe(clips: list[VideoClip], plan: TrainPlan) -> str:
     listing = "; ".join(f"{Path(c.path).name}: {c.frames.shape[0]} frames {c.frames.shape[2]}x{c.frames.shape[1]} "
                         f"at {c.fps:g} fps" for c in clips)
-    return f"{len(clips)} clip(s): {listing}; training on {plan.device} for {plan.config.steps} steps"
+    return f"{len(clips)} clip(s): {listing}; training on {plan.device} for {plan.config.schedule.steps} steps"
 
 
 def run(args: argparse.Namespace, source_factory: SourceFactory = open_checkpoint_source) -> int:
@@ -276,7 +277,7 @@ def run(args: argparse.Namespace, source_factory: SourceFactory = open_checkpoin
 
     extra = {"videos": [p.name for p in plan.videos], "prompts": plan.prompts, "checkpoint": plan.checkpoint.name,
              "motion_module": plan.motion_module.name, "fps": [round(f, 3) for f in fps]}
-    with terminal_progress(plan.config.steps, on_preview=preview) as callbacks:
+    with terminal_progress(plan.config.schedule.steps, on_preview=preview) as callbacks:
         outcome = train_motion_lora(source, plan.config, plan.out, device=plan.device, motion_info=info,
                                     resume_from=plan.resume, metadata=extra, callbacks=callbacks,
                                     stop_is_interruption=True)

@@ -47,6 +47,8 @@ SPATIAL_TARGETS: Mapping[str, str] = {
     "attention": r"attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)",
     "ff": r"attentions\.\d+\.transformer_blocks\.\d+\.ff\.net\.(?:0\.proj|2)",
 }
+MAX_RANK = 1024
+"""The largest LoRA rank the pack trains or merges to."""
 CONTAINER = "sma_lora"  # attribute of a wrapped nn.Linear that holds its adapters (nn.ModuleDict)
 _HOOK = "_sma_lora_hook"
 _BACKUP = "_sma_lora_backup"
@@ -57,7 +59,7 @@ class LoRAConfig:
     """Shape and initialisation of one LoRA adapter.
 
     Attributes:
-        rank: inner dimension ``r`` (1..1024).
+        rank: inner dimension ``r`` (1..MAX_RANK).
         alpha: scale numerator; the update is multiplied by ``alpha / rank``. ``None`` means ``rank``
             (scale 1).
         targets: layer groups: ``"attention"`` (always needed), ``"ff"``, ``"proj"`` (motion path only).
@@ -77,8 +79,8 @@ class LoRAConfig:
         if isinstance(self.targets, str):
             object.__setattr__(self, "targets", (self.targets,))
         object.__setattr__(self, "targets", tuple(self.targets))
-        if not isinstance(self.rank, int) or not 1 <= self.rank <= 1024:
-            raise SMAInputError(f"LoRA rank must be an integer in 1..1024, got {self.rank!r}.")
+        if not isinstance(self.rank, int) or not 1 <= self.rank <= MAX_RANK:
+            raise SMAInputError(f"LoRA rank must be an integer in 1..{MAX_RANK}, got {self.rank!r}.")
         if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
             raise SMAInputError(f"LoRA alpha must be a positive number (or None for alpha = rank), got {self.alpha!r}.")
         if not 0.0 <= self.dropout < 1.0:

@@ -18,7 +18,7 @@ from .files import decode_metadata, lora_rank, read_lora_file, save_motion_lora
 from .validate import check_sd15_lora
 
 CONVERTED_SUFFIX = ".ade.safetensors"
-DESCRIBED_KEYS = ("family", "motion_module", "frames", "width", "height", "steps", "sma_mode", "version")
+DESCRIBED_KEYS = ("family", "motion_module", "frames", "width", "height", "steps", "steps_done", "sma_mode", "version")
 """Metadata entries :func:`describe` shows, in this order."""
 
 

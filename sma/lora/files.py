@@ -23,6 +23,7 @@ from ..integrity import CHECKSUM_KEY, verify_checksums, with_checksums
 from ..models.files import load_state_dict_file
 from .convert import to_ade_state_dict
 from .keys import parse_lora_key
+from ..earlier_names import metadata_settings
 from .validate import check_lora_metadata, check_lora_tensors
 
 FORMAT = "ade-motion-lora/1"  # marker of files written by this pack
@@ -77,7 +78,8 @@ def encode_metadata(metadata: Mapping[str, object] | None, layers: int) -> dict[
 
 
 def decode_metadata(raw: Mapping[str, str] | None) -> dict[str, object]:
-    """Inverse of :func:`encode_metadata` for files of this pack; other files' metadata unchanged."""
+    """Inverse of :func:`encode_metadata` for files of this pack (earlier names made today's); other files'
+    metadata unchanged."""
     out: dict[str, object] = dict(raw or {})
     if out.get(FORMAT_KEY) != FORMAT:
         return out
@@ -85,7 +87,7 @@ def decode_metadata(raw: Mapping[str, str] | None) -> dict[str, object]:
     for key in json.loads(str(out.pop(JSON_KEYS_KEY, "[]"))):
         if key in out:
             out[key] = json.loads(str(out[key]))
-    return out
+    return metadata_settings(out)
 
 
 def save_motion_lora(path: str | os.PathLike, state: Mapping[str, torch.Tensor],

@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SMAInputError
+from .adapters import MAX_RANK
 from .files import load_motion_lora
 from .keys import ade_lora_key, parse_lora_key
-
-MAX_RANK = 1024  # as LoRAConfig
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,7 @@ def _metadata(sources: Sequence[LoRASource], weights: list[float], rank: int | N
         ranks = {d.shape[0] for d, _ in source.pairs().values()}
         entry: dict[str, object] = {"file": source.name, "weight": weight,
                                     "rank": ranks.pop() if len(ranks) == 1 else "mixed"}
-        for key in ("family", "motion_module", "steps", "sma_mode"):
+        for key in ("family", "motion_module", "steps", "steps_done", "sma_mode"):
             if key in source.metadata:
                 entry[key] = source.metadata[key]
         listed.append(entry)

@@ -25,10 +25,10 @@ import torch
 from ..errors import SMAInputError
 from ..integrity import peak_magnitudes
 from ..models.layout import original_motion_layout
+from .adapters import MAX_RANK
 from .keys import MOTION_LORA_MODULE, parse_lora_key
 
 MAX_TENSORS = 20_000
-MAX_RANK = 1024
 MAX_WIDTH = 65_536
 MAX_VALUES = 1 << 30
 """Most values in one file (4 GiB of fp32)."""

@@ -8,7 +8,7 @@ does after a step: previews, checkpoints, validation samples), trainer, pipeline
 
     from sma.training import Trainer, TrainConfig, TrainingClip
     clips = [TrainingClip(latents, text_embedding)]          # [F, 4, h, w] scaled latents, [1, 77, 768]
-    result = Trainer(unet, clips, make_noise_scheduler(), TrainConfig(steps=300)).run(callbacks)
+    result = Trainer(unet, clips, make_noise_scheduler(), TrainConfig.from_flat(steps=300)).run(callbacks)
     save_motion_lora(path, result.lora_state, result.metadata)
 
 Design choices:

@@ -25,10 +25,10 @@ from ..errors import SMAInputError
 from ..integrity import first_non_finite, verify_checksums, with_checksums
 
 METADATA_KEY = "sma_checkpoint"
-FORMAT_VERSION = 2
-"""2: the config is nested (``"sma"``, ``"lora"``) under today's setting names."""
-READABLE_VERSIONS = (1, 2)
-"""1: flat config with the earlier names (``lr_temporal``, ``sma_levels``, ...); read via ``TrainConfig.from_dict``."""
+FORMAT_VERSION = 3
+"""3: the config is ``TrainConfig.to_dict()``, one entry per section, settings under their names."""
+READABLE_VERSIONS = (1, 2, 3)
+"""1 (flat, earlier names) and 2 (loss and LoRA nested) are read through ``sma.earlier_names``."""
 UNCHECKED_VERSIONS = (1,)
 """Formats written before checkpoints carried checksums (:mod:`sma.integrity`); read without them."""
 _NAME = re.compile(r"^checkpoint-(\d{6,})\.safetensors$")

@@ -1,278 +1,392 @@
-"""``TrainConfig``: every setting of a motion-LoRA training run, validated on construction.
+"""``TrainConfig``: every setting of a motion-LoRA training run, in frozen sections checked on construction.
 
-The run's own settings are fields of :class:`TrainConfig`; the loss settings are an
-:class:`~sma.loss.SMAConfig` (``config.sma``, None when SMA is off) and the motion LoRA's shape a
-:class:`~sma.lora.LoRAConfig` (``config.lora``). :data:`SETTINGS` gives every setting ONE flat name,
-the name used by the node, the command line (``--learning-rate``), :meth:`TrainConfig.flat` and the
-LoRA file's metadata. :data:`ALIASES` keeps the names of earlier versions readable.
+Each setting has ONE name: its field name in a section, which is also its name on the node, on the
+command line (``learning_rate`` -> ``--learning-rate``), in :meth:`TrainConfig.flat` and in the LoRA
+file's metadata. Names are unique across sections, so the flat view is mechanical (:data:`SETTINGS`).
+Each field's :class:`~sma.validation.Limit` is the one definition of what it allows.
+
+"Automatic" or "off" for an optional setting (``window``, ``spatial_rank``, ``wavelet_levels``,
+``snr_gamma``, ``alpha``, ``wavelet_mode``, ``level_weights``) is None in the library. The node and the
+command line spell it 0 (or an empty text); :func:`from_interface` and :func:`to_interface` convert.
+Counters such as ``checkpoint_every`` are plain numbers where 0 means never. :func:`limit` gives the node
+and the command line each setting's bounds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..earlier_names import checkpoint_settings
 from ..errors import SMAInputError
-from ..loss import LOSS_MODES, SMAConfig
+from ..loss import SMA_MODES, SMA_OFF, SMAConfig
 from ..lora import LoRAConfig
-from ..validation import check_choice, check_int, check_number
+from ..lora.adapters import MAX_RANK
+from ..validation import Limit, check_limits, setting
 
-SMA_OFF = "off"
-SMA_MODES = (*LOSS_MODES, SMA_OFF)
 OPTIMIZERS = ("adamw", "adamw8bit")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-SMA_SETTINGS: dict[str, str] = {
-    "lambda_global": "lambda_global", "lambda_local": "lambda_local", "wavelet_levels": "levels",
-    "level_weights": "level_weights", "wavelet": "wavelet", "wavelet_mode": "wavelet_mode",
-    "weight_delta": "delta", "weight_base": "base", "weight_sharpness": "weight_sharpness",
-    "snr_gamma": "snr_gamma", "phase_loss": "phase_loss",
-}
-"""Flat name -> :class:`SMAConfig` field (``sma_mode`` -> ``mode`` is handled apart: it may be "off")."""
-
-LORA_SETTINGS: dict[str, str] = {"rank": "rank", "alpha": "alpha", "targets": "targets"}
-"""Flat name -> :class:`LoRAConfig` field of the motion LoRA."""
-
-ALIASES: dict[str, str] = {
-    "lr_temporal": "learning_rate", "lr_spatial": "spatial_learning_rate", "sma_levels": "wavelet_levels",
-    "levels": "wavelet_levels", "spatial_lora": "spatial_path", "frames": "window", "lora_targets": "targets",
-}
-"""Names of earlier versions (settings, checkpoints of format 1) -> today's name."""
-
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_dir", "keep_checkpoints", "preview_every",
-                               "validation_every", "validation_steps", "validation_guidance", "validation_seed"})
-"""Settings that may differ between a checkpoint's config and the config that resumes it."""
+MAX_SEED = 0xFFFFFFFF
+MAX_STEPS = 100_000
+"""The most steps of a run, and of each interval counted in steps."""
 
 
-def label(name: str) -> str:
-    """A setting's name for messages, with its earlier names (``learning_rate / lr_temporal``)."""
-    return " / ".join([name, *(old for old, new in ALIASES.items() if new == name and "_" in old)])
-
-
-def _canonical(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with earlier names replaced by today's (both given: SMAInputError)."""
-    out = dict(data)
-    for old, new in ALIASES.items():
-        if old in out:
-            if new in out:
-                raise SMAInputError(f"{old} is the earlier name of {new}; give only one of them.")
-            out[new] = out.pop(old)
-    return out
-
-
-@dataclass(frozen=True, init=False)
-class TrainConfig:
-    """Settings of one training run (frozen; JSON via :meth:`to_dict`; stored in checkpoints).
-
-    Build it from nested parts (``TrainConfig(sma=SMAConfig(...), lora=LoRAConfig(...))``) or from
-    flat settings (``TrainConfig(rank=16, wavelet_levels=2, sma_mode="paper")``, earlier names too).
-    Steps count optimizer updates; each update sees ``clips_per_step * grad_accum`` windows.
+@dataclass(frozen=True)
+class MotionLoRASettings:
+    """Shape of the motion LoRA (the file ADE loads); its initialisation seed is ``sampling.seed``.
 
     Attributes:
-        sma: the SMA loss settings; None trains plain MotionDirector (``sma_mode`` "off").
-        lora: rank, alpha and layer groups of the motion LoRA (its seed is ``seed``).
-        steps: optimizer steps (>= 1).
-        learning_rate / spatial_learning_rate: AdamW learning rates of the motion and spatial LoRA.
-        spatial_rank: rank of the spatial LoRA (None = the motion LoRA's rank; alpha = its rank).
-        spatial_path: train MotionDirector's spatial (appearance) LoRA beside the temporal one.
-        spatial_skip_prob: probability that a step trains without the spatial path (MotionDirector: 0.2).
-        keep_spatial: also return the spatial LoRA (it is never part of the ADE motion-LoRA file).
+        rank: inner dimension ``r``.
+        alpha: scale numerator (update times ``alpha / rank``); None = the rank (scale 1).
+        targets: layer groups of the motion modules: "attention" (always), "ff", "proj".
+    """
+
+    rank: int = setting(32, low=1, high=MAX_RANK, whole=True)
+    alpha: float | None = setting(None, low=0, strict=True, optional=True)
+    targets: tuple[str, ...] = ("attention",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", (self.targets,) if isinstance(self.targets, str) else tuple(self.targets))
+        check_limits(self)
+        self.adapter(seed=0)  # LoRAConfig checks the layer groups
+
+    def adapter(self, seed: int) -> LoRAConfig:
+        """The adapter config of the motion LoRA, initialised from ``seed``."""
+        return LoRAConfig(rank=self.rank, alpha=self.alpha, targets=self.targets, seed=seed)
+
+
+@dataclass(frozen=True)
+class SpatialSettings:
+    """MotionDirector's spatial (appearance) path.
+
+    Attributes:
+        spatial_path: train the spatial LoRA beside the motion LoRA.
+        spatial_rank: its rank (None = the motion LoRA's; alpha = its rank).
+        spatial_learning_rate: its AdamW learning rate.
+        spatial_skip_prob: share of steps trained without the spatial path (MotionDirector: 0.2).
+        keep_spatial: also return the spatial LoRA (never part of the ADE motion-LoRA file).
         debias_weight / debias_beta: weight and beta of MotionDirector's appearance-debiased loss.
-        seed: seed of every random choice (clips, windows, timesteps, noise, anchors, LoRA init).
-        timestep_min / timestep_max: inclusive range of training timesteps (0..num_train_timesteps-1).
-        window: training window length in frames; None = the shortest clip, capped at the motion
-            module's positional-encoding length (24 for v1, 32 for v2/v3).
-        clips_per_step: clips (windows) per micro-batch; all clips then need equal latent sizes.
-        grad_accum: micro-batches accumulated per optimizer step.
-        max_grad_norm: gradient clipping per LoRA (0 = off).
+    """
+
+    spatial_path: bool = setting(True, switch=True)
+    spatial_rank: int | None = setting(None, low=1, high=MAX_RANK, whole=True, optional=True)
+    spatial_learning_rate: float = setting(1e-4, low=0, strict=True, high=1.0)
+    spatial_skip_prob: float = setting(0.2, low=0, below=1.0)
+    keep_spatial: bool = setting(False, switch=True)
+    debias_weight: float = setting(1.0, low=0)
+    debias_beta: float = setting(1.0, low=0)
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """Optimizer and schedule. Steps count optimizer updates of ``clips_per_step * grad_accum`` windows.
+
+    Attributes:
+        steps: optimizer steps.
+        learning_rate: AdamW learning rate of the motion LoRA.
         optimizer: "adamw" or "adamw8bit" (needs bitsandbytes and a CUDA device).
         weight_decay: AdamW weight decay.
         lr_schedule / warmup_steps: "constant" or "cosine" (to 0) after a linear warm-up.
+        max_grad_norm: gradient clipping per LoRA (0 = off).
+        clips_per_step: clips (windows) per micro-batch; they need equal latent sizes.
+        grad_accum: micro-batches accumulated per optimizer step.
+    """
+
+    steps: int = setting(400, low=1, high=MAX_STEPS, whole=True)
+    learning_rate: float = setting(5e-4, low=0, strict=True, high=1.0)
+    optimizer: str = setting("adamw", choices=OPTIMIZERS)
+    weight_decay: float = setting(1e-2, low=0)
+    lr_schedule: str = setting("constant", choices=LR_SCHEDULES)
+    warmup_steps: int = setting(0, low=0, high=MAX_STEPS, whole=True)
+    max_grad_norm: float = setting(1.0, low=0, hint=" (0 = off)")
+    clips_per_step: int = setting(1, low=1, whole=True)
+    grad_accum: int = setting(1, low=1, whole=True)
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """What each step sees: its random choices, its frames and its timesteps.
+
+    Attributes:
+        seed: seed of every random choice (clips, windows, timesteps, noise, anchors, LoRA init).
+        window: training window in frames; None = the shortest clip, capped at the motion module's
+            positional-encoding length (24 for v1, 32 for v2/v3).
+        timestep_min / timestep_max: inclusive range of training timesteps (0..num_train_timesteps-1).
+    """
+
+    seed: int = setting(0, low=0, high=MAX_SEED, whole=True)
+    window: int | None = setting(None, low=2, whole=True, optional=True, hint=" (motion needs at least 2 frames)")
+    timestep_min: int = setting(0, low=0, whole=True)
+    timestep_max: int = setting(999, low=0, whole=True)
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+        if self.timestep_max < self.timestep_min:
+            raise SMAInputError(f"timestep_max ({self.timestep_max}) must be >= timestep_min ({self.timestep_min}).")
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """Precision and memory savers; they change speed and memory, not what is learned (up to rounding).
+
+    Attributes:
         precision: "auto" (CUDA: bf16 if supported else fp16; CPU: fp32), "fp32", "fp16", "bf16";
             frozen weights in that dtype, LoRA weights fp32, autocast for the forward pass.
         gradient_checkpointing: checkpoint resnets, spatial transformers AND motion modules.
-        attention_slice: slice attention into chunks of this many (batch*heads) rows (0 = off).
-        checkpoint_every / checkpoint_dir / keep_checkpoints: resumable checkpoints every N steps
-            (0 = only when stopped early, if a folder is given), newest ``keep_checkpoints`` kept.
-        preview_every: call ``on_preview`` every N steps (0 = never).
-        validation_every / validation_steps / validation_guidance / validation_seed: a validation sample
-            (``sma.training.samples``) every N steps (0 = never): DDIM steps, classifier-free guidance (with a
-            negative prompt), seed of its own noise. They never change the training.
+        attention_slice: attention in chunks of this many (batch*heads) rows (0 = off).
     """
 
-    sma: SMAConfig | None = SMAConfig()
-    lora: LoRAConfig = LoRAConfig()
-    steps: int = 400
-    learning_rate: float = 5e-4
-    spatial_learning_rate: float = 1e-4
-    spatial_rank: int | None = None
-    spatial_path: bool = True
-    spatial_skip_prob: float = 0.2
-    keep_spatial: bool = False
-    debias_weight: float = 1.0
-    debias_beta: float = 1.0
-    seed: int = 0
-    timestep_min: int = 0
-    timestep_max: int = 999
-    window: int | None = None
-    clips_per_step: int = 1
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-2
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    precision: str = "auto"
-    gradient_checkpointing: bool = True
-    attention_slice: int = 0
-    checkpoint_every: int = 0
+    precision: str = setting("auto", choices=PRECISIONS)
+    gradient_checkpointing: bool = setting(True, switch=True)
+    attention_slice: int = setting(0, low=0, whole=True, hint=" (0 = off)")
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Resumable checkpoints.
+
+    Attributes:
+        checkpoint_every: a checkpoint every N steps (0 = only when stopped early, if a folder is given).
+        checkpoint_dir: their folder (None = none written).
+        keep_checkpoints: the newest this many are kept.
+    """
+
+    checkpoint_every: int = setting(0, low=0, high=MAX_STEPS, whole=True, hint=" (0 = off)")
     checkpoint_dir: str | None = None
-    keep_checkpoints: int = 2
-    preview_every: int = 0
-    validation_every: int = 0
-    validation_steps: int = 8
-    validation_guidance: float = 7.5
-    validation_seed: int = 0
+    keep_checkpoints: int = setting(2, low=1, whole=True)
 
-    def __init__(self, **settings: Any) -> None:
-        own = {f.name: f.default for f in fields(self)}
-        values = _canonical(settings)
-        sma = values.pop("sma", own["sma"])
-        lora = values.pop("lora", own["lora"])
-        mode = values.pop("sma_mode", None)
-        sma_parts = {SMA_SETTINGS[k]: values.pop(k) for k in list(values) if k in SMA_SETTINGS}
-        lora_parts = {LORA_SETTINGS[k]: values.pop(k) for k in list(values) if k in LORA_SETTINGS}
-        unknown = sorted(set(values) - set(own))
-        if unknown:
-            raise SMAInputError(f"unknown training settings {unknown}; known: {sorted(setting_names())}.")
-        if mode is not None:
-            check_choice("sma_mode", mode, SMA_MODES)
-        base_sma = sma if sma is not None else SMAConfig()
-        if mode is not None and mode != SMA_OFF:
-            sma_parts["mode"] = mode
-        sma = replace(base_sma, **sma_parts) if sma_parts or (mode not in (None, SMA_OFF)) else sma
-        if mode == SMA_OFF:
-            sma = None  # the loss settings above were still checked by SMAConfig
-        if lora_parts:
-            lora = replace(lora, **lora_parts)
-        for name, default in own.items():
-            object.__setattr__(self, name, values.get(name, default))
-        object.__setattr__(self, "sma", sma)
-        object.__setattr__(self, "lora", lora)
-        self.validate()
-
-    # --- flat view ------------------------------------------------------------------------------------
-
-    @property
-    def sma_mode(self) -> str:
-        """"paper", "plus" or "off"."""
-        return self.sma.mode if self.sma is not None else SMA_OFF
-
-    def flat(self) -> dict[str, Any]:
-        """Every setting under its one flat name (JSON-ready; the LoRA file's metadata uses these)."""
-        sma = self.sma if self.sma is not None else SMAConfig()
-        out: dict[str, Any] = {"sma_mode": self.sma_mode}
-        for name, attr in SMA_SETTINGS.items():
-            value = getattr(sma, attr)
-            out[name] = list(value) if isinstance(value, tuple) else value
-        for name, attr in LORA_SETTINGS.items():
-            value = getattr(self.lora, attr)
-            out[name] = list(value) if isinstance(value, tuple) else value
-        for f in fields(self):
-            if f.name not in ("sma", "lora"):
-                out[f.name] = getattr(self, f.name)
-        return out
-
-    def validate(self) -> None:
-        """Raise :class:`SMAInputError` naming the first bad setting and what is allowed."""
-        if self.sma is not None and not isinstance(self.sma, SMAConfig):
-            raise SMAInputError(f"sma must be an SMAConfig or None, got {type(self.sma).__name__}.")
-        if not isinstance(self.lora, LoRAConfig):
-            raise SMAInputError(f"lora must be a LoRAConfig, got {type(self.lora).__name__}.")
-        check_int("steps", self.steps, 1)
-        check_number(label("learning_rate"), self.learning_rate, 0, strict=True)
-        check_number(label("spatial_learning_rate"), self.spatial_learning_rate, 0, strict=True)
-        if self.spatial_rank is not None:
-            check_int("spatial_rank", self.spatial_rank, 1)
-        check_number("spatial_skip_prob", self.spatial_skip_prob, 0, below=1.0)
-        check_number("debias_weight", self.debias_weight, 0)
-        check_number("debias_beta", self.debias_beta, 0)
-        check_int("seed", self.seed, 0)
-        check_int("timestep_min", self.timestep_min, 0)
-        check_int("timestep_max", self.timestep_max, 0)
-        if self.timestep_max < self.timestep_min:
-            raise SMAInputError(
-                f"timestep_max ({self.timestep_max}) must be >= timestep_min ({self.timestep_min})."
-            )
-        if self.window is not None:
-            check_int(label("window"), self.window, 2, " (motion needs at least 2 frames)")
-        check_int("clips_per_step", self.clips_per_step, 1)
-        check_int("grad_accum", self.grad_accum, 1)
-        check_number("max_grad_norm", self.max_grad_norm, 0)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_number("weight_decay", self.weight_decay, 0)
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        check_int("warmup_steps", self.warmup_steps, 0)
-        check_choice("precision", self.precision, PRECISIONS)
-        check_int("attention_slice", self.attention_slice, 0, " (0 = off)")
-        check_int("checkpoint_every", self.checkpoint_every, 0, " (0 = off)")
-        check_int("keep_checkpoints", self.keep_checkpoints, 1)
-        check_int("preview_every", self.preview_every, 0, " (0 = off)")
-        check_int("validation_every", self.validation_every, 0, " (0 = off)")
-        check_int("validation_steps", self.validation_steps, 1)
-        check_number("validation_guidance", self.validation_guidance, 1.0)
-        check_int("validation_seed", self.validation_seed, 0)
+    def __post_init__(self) -> None:
+        check_limits(self)
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
+            raise SMAInputError(f"checkpoint_dir must be a folder path or None, got {self.checkpoint_dir!r}.")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise SMAInputError("checkpoint_every > 0 needs checkpoint_dir (a folder for the checkpoints).")
 
-    # --- serialisation --------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready nested dict: the run's settings, ``"sma"`` (or None) and ``"lora"``."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("sma", "lora")}
-        out["sma"] = None if self.sma is None else {
-            "mode": self.sma.mode, **{attr: _jsonable(getattr(self.sma, attr)) for attr in SMA_SETTINGS.values()}}
-        out["lora"] = {attr: _jsonable(getattr(self.lora, attr)) for attr in LORA_SETTINGS.values()}
-        return out
+@dataclass(frozen=True)
+class ValidationSettings:
+    """What the run shows while it trains; none of it changes the training.
+
+    Attributes:
+        preview_every: the one-step estimate of the clip (``on_preview``) every N steps (0 = never).
+        validation_every: a validation sample (``sma.training.samples``) every N steps (0 = never).
+        validation_steps / validation_guidance / validation_seed: its DDIM steps, classifier-free guidance
+            (with a negative prompt) and the seed of its own noise.
+    """
+
+    preview_every: int = setting(0, low=0, high=MAX_STEPS, whole=True, hint=" (0 = off)")
+    validation_every: int = setting(0, low=0, high=MAX_STEPS, whole=True, hint=" (0 = off)")
+    validation_steps: int = setting(8, low=1, high=1000, whole=True)
+    validation_guidance: float = setting(7.5, low=1.0, high=30.0)
+    validation_seed: int = setting(0, low=0, high=MAX_SEED, whole=True)
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+
+
+SECTIONS: dict[str, type] = {
+    "sma": SMAConfig, "lora": MotionLoRASettings, "spatial": SpatialSettings, "schedule": ScheduleSettings,
+    "sampling": SamplingSettings, "memory": MemorySettings, "checkpoint": CheckpointSettings,
+    "validation": ValidationSettings,
+}
+"""Section attribute of :class:`TrainConfig` -> its class."""
+
+SETTINGS: dict[str, str] = {f.name: section for section, kind in SECTIONS.items() for f in fields(kind)}
+"""Every setting's one name -> the section that holds it (``"learning_rate"`` -> ``"schedule"``)."""
+
+RESUMABLE_CHANGES = frozenset({"steps", *(f.name for f in fields(CheckpointSettings)),
+                               *(f.name for f in fields(ValidationSettings))})
+"""Settings that may differ between a checkpoint's config and the config that resumes it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (frozen; stored in checkpoints via :meth:`to_dict`).
+
+    Build it from sections (``TrainConfig(sma=SMAConfig(sma_mode="paper"), schedule=ScheduleSettings(steps=9))``)
+    or from flat settings (``TrainConfig.from_flat(steps=9, sma_mode="paper")``). ``sma_mode="off"`` trains
+    plain MotionDirector; the other loss settings are then kept but unused.
+    """
+
+    sma: SMAConfig = field(default_factory=SMAConfig)
+    lora: MotionLoRASettings = field(default_factory=MotionLoRASettings)
+    spatial: SpatialSettings = field(default_factory=SpatialSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+
+    def __post_init__(self) -> None:
+        for name, kind in SECTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise SMAInputError(f"TrainConfig.{name} must be a {kind.__name__}, got {type(value).__name__}.")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; also reads flat settings and earlier names (format-1 checkpoints).
+    def from_flat(cls, settings: Mapping[str, Any] | None = None, /, **more: Any) -> "TrainConfig":
+        """A config from flat settings (a mapping and/or keywords); settings not given keep their defaults.
 
-        Unknown keys raise SMAInputError.
+        Raises:
+            SMAInputError: an unknown name, or a value its setting does not allow.
         """
-        values = dict(data)
-        if isinstance(values.get("sma"), dict):
-            values["sma"] = SMAConfig(**values["sma"])
-        if isinstance(values.get("lora"), dict):
-            values["lora"] = LoRAConfig(**values["lora"])
-        return cls(**values)
+        return cls().with_settings(settings, **more)
 
-    def differences(self, other: "TrainConfig") -> list[str]:
-        """Flat names of settings that differ and matter for resuming (all but ``RESUMABLE_CHANGES``)."""
-        mine, theirs = self.flat(), other.flat()
-        return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs[k]]
+    def with_settings(self, settings: Mapping[str, Any] | None = None, /, **more: Any) -> "TrainConfig":
+        """This config with some flat settings changed (checked as :meth:`from_flat` checks them)."""
+        values = {**(settings or {}), **more}
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            raise SMAInputError(f"unknown training settings {unknown}; known: {sorted(SETTINGS)}.")
+        changes = {}
+        for section in SECTIONS:
+            mine = {k: v for k, v in values.items() if SETTINGS[k] == section}
+            if mine:
+                changes[section] = replace(getattr(self, section), **mine)
+        return replace(self, **changes)
+
+    @property
+    def sma_enabled(self) -> bool:
+        """True unless ``sma_mode`` is "off"."""
+        return self.sma.enabled
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting under its one name (JSON-ready: tuples as lists)."""
+        return {name: _jsonable(getattr(getattr(self, section), name)) for name, section in SETTINGS.items()}
 
     def setting(self, name: str) -> Any:
-        """The value of a flat setting (earlier names accepted)."""
-        return self.flat()[ALIASES.get(name, name)]
+        """The value of one setting."""
+        if name not in SETTINGS:
+            raise SMAInputError(f"unknown training setting {name!r}; known: {sorted(SETTINGS)}.")
+        return getattr(getattr(self, SETTINGS[name]), name)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-ready ``{section: {setting: value}}`` (what checkpoints store)."""
+        flat = self.flat()
+        return {section: {name: flat[name] for name in SETTINGS if SETTINGS[name] == section} for section in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (unknown sections or settings raise SMAInputError)."""
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise SMAInputError(f"unknown config sections {unknown}; known: {list(SECTIONS)}.")
+        flat: dict[str, Any] = {}
+        for section, values in data.items():
+            misplaced = sorted(k for k in values if SETTINGS.get(k) != section)
+            if misplaced:
+                raise SMAInputError(f"config section {section!r} does not hold {misplaced}.")
+            flat |= values
+        return cls.from_flat(_tuples(flat))
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Names of settings that differ and matter for resuming (all but ``RESUMABLE_CHANGES``)."""
+        mine, theirs = self.flat(), other.flat()
+        return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs[k]]
 
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def metadata_settings(config: TrainConfig) -> list[str]:
-    """The flat settings a trained LoRA's metadata records (the loss settings only when SMA is on)."""
-    loss = ["sma_mode", *SMA_SETTINGS] if config.sma is not None else ["sma_mode"]
-    return [*loss, "learning_rate", "spatial_learning_rate", "spatial_path", "seed"]
+def _tuples(flat: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}
+
+
+def saved_config(data: Mapping[str, Any], version: int) -> TrainConfig:
+    """The config a checkpoint of format ``version`` stored (earlier formats via :mod:`sma.earlier_names`)."""
+    if version >= 3:
+        return TrainConfig.from_dict(data)
+    try:
+        flat = checkpoint_settings(dict(data), version)
+    except ValueError as error:
+        raise SMAInputError(str(error)) from None
+    return TrainConfig.from_flat(_tuples(flat))
+
+
+def limit(name: str) -> Limit | None:
+    """The :class:`~sma.validation.Limit` of a setting (None for settings without one, e.g. booleans)."""
+    section = SECTIONS[SETTINGS[name]]
+    found = next(f for f in fields(section) if f.name == name)
+    return found.metadata.get("limit")
+
+
+INTERFACE_OFF = 0
+"""How the node and the command line spell None ("automatic" / "off") for an optional number."""
+
+
+AUTO = "auto"
+"""How the node and the command line spell None for an optional text setting (``wavelet_mode``)."""
+
+
+def from_interface(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Node or command-line values -> library values: 0, "auto" or an empty list for an optional setting become
+    None (see the module docstring)."""
+    return {name: None if name in OPTIONAL_SETTINGS and _spells_none(value) else value
+            for name, value in values.items()}
+
+
+def _spells_none(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("", AUTO)
+    if isinstance(value, (tuple, list)):
+        return len(value) == 0
+    return not isinstance(value, bool) and value == INTERFACE_OFF
+
+
+def to_interface(name: str, value: Any) -> Any:
+    """Library value -> what the node and the command line show: None becomes 0 (numbers), "auto" (text) or
+    "" (lists)."""
+    if value is not None or name not in OPTIONAL_SETTINGS:
+        return value
+    return {"wavelet_mode": AUTO, "level_weights": ""}.get(name, INTERFACE_OFF)
+
+
+def parse_numbers(name: str, text: str) -> tuple[float, ...]:
+    """A list setting typed as text, "1, 0.5, 0.25" (empty: no values)."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SMAInputError(f"{name} must be numbers separated by commas, got {text!r}.") from None
+
+
+OPTIONAL_SETTINGS = frozenset(
+    f.name for kind in SECTIONS.values() for f in fields(kind)
+    if f.default is None or getattr(f.metadata.get("limit"), "optional", False)
+)
+"""Settings whose None means "automatic" or "off"."""
+
+METADATA_OMITS = frozenset({"checkpoint_dir"})
+"""Settings a LoRA file's metadata does not record (a local folder is nobody else's business)."""
+
+
+def metadata_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings a trained LoRA's metadata records, under their names."""
+    return {k: v for k, v in config.flat().items() if k not in METADATA_OMITS}
 
 
 def setting_names() -> list[str]:
-    """Every flat setting name (what the node, the command line and :meth:`TrainConfig.flat` use)."""
-    return list(TrainConfig().flat())
+    """Every setting's name (what the node, the command line and :meth:`TrainConfig.flat` use)."""
+    return list(SETTINGS)
 
 
 DEFAULTS: dict[str, Any] = TrainConfig().flat()
-"""Default of every flat setting; the node and the command line take theirs from here."""
+"""Default of every setting; the node and the command line take theirs from here."""
+
+__all__ = [
+    "CheckpointSettings", "DEFAULTS", "LR_SCHEDULES", "MemorySettings", "MotionLoRASettings", "OPTIMIZERS",
+    "PRECISIONS", "SECTIONS", "SETTINGS", "SMA_MODES", "SMA_OFF", "SamplingSettings", "ScheduleSettings",
+    "SpatialSettings", "TrainConfig", "ValidationSettings", "from_interface", "limit", "metadata_settings",
+    "saved_config", "setting_names", "to_interface",
+]

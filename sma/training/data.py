@@ -87,14 +87,14 @@ def training_window(clips: list[TrainingClip], frames: int | None, pe_length: in
         return min(shortest, pe_length)
     if frames > pe_length:
         raise SMAInputError(
-            f"frames = {frames} is more than the motion module supports: its positional encoding has "
-            f"{pe_length} positions (AnimateDiff v1: 24, v2/v3: 32). Use frames <= {pe_length}; longer clips "
+            f"window = {frames} frames is more than the motion module supports: its positional encoding has "
+            f"{pe_length} positions (AnimateDiff v1: 24, v2/v3: 32). Use window <= {pe_length}; longer clips "
             "are trained on random windows of that length."
         )
     short = [c.label(i) + f" has {c.latents.shape[0]}" for i, c in enumerate(clips) if c.latents.shape[0] < frames]
     if short:
-        raise SMAInputError(f"frames = {frames} requested but {'; '.join(short)} frames. "
-                            f"Use frames <= {shortest} or longer clips.")
+        raise SMAInputError(f"window = {frames} frames requested but {'; '.join(short)} frames. "
+                            f"Use window <= {shortest} or longer clips.")
     return frames
 
 

@@ -75,7 +75,7 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         resume_from: a checkpoint file or folder to continue from.
         callbacks: progress / preview / stop hooks.
         metadata: extra entries for the file's metadata (e.g. the source files' names).
-        validation: the prompt of validation samples (needed when ``config.validation_every`` > 0).
+        validation: the prompt of validation samples (needed when ``config.validation.validation_every`` > 0).
         stop_is_interruption: a run that ``callbacks.should_stop`` ended early counts as interrupted (the
             command line's first Ctrl-C); otherwise it is saved to ``out`` (ComfyUI's Cancel).
 
@@ -85,7 +85,7 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
         KeyboardInterrupt: broken off before a training step finished (nothing to save).
     """
     device = torch.device(device)
-    weight_dtype = resolve_precision(config.precision, device).weight_dtype  # refused before any work if unusable
+    weight_dtype = resolve_precision(config.memory.precision, device).weight_dtype  # refused before any work if unusable
     check_writable(Path(out).parent)  # a read-only or full folder fails now, not after the training
     clips = source.training_clips(device)
     if validation is None and hasattr(source, "validation_prompt"):

@@ -47,7 +47,7 @@ class TrainResult:
         metadata: training facts for the file's metadata (family, frames, size, SMA settings, steps...).
         losses: one dict of loss components per step done (resumed runs include the earlier steps).
         last_preview: the last preview ``[F, 3, h, w]`` or None.
-        stopped_early: ``should_stop`` ended training before ``config.steps``.
+        stopped_early: ``should_stop`` ended training before ``config.schedule.steps``.
         step: optimizer steps done.
         spatial_state: with ``keep_spatial``: ``{spatial layer (diffusers name): {"down", "up"}}`` with
             ``alpha / rank`` baked into ``up`` (fp16); not loadable by ADE.

@@ -113,7 +113,7 @@ def save_webp(frames: torch.Tensor, path: str | os.PathLike, fps: float = 8.0) -
 
 
 class ValidationSampler:
-    """Samples the model every ``config.validation_every`` steps (see the module docstring).
+    """Samples the model every ``config.validation.validation_every`` steps (see the module docstring).
 
     Args:
         config: the run's settings (``validation_*`` fields, ``checkpoint_dir`` for the strips).
@@ -129,15 +129,15 @@ class ValidationSampler:
         self.colours = {} if base is None else {"base": base}
 
     def due(self, step: int) -> bool:
-        return self.config.validation_every > 0 and step % self.config.validation_every == 0
+        return self.config.validation.validation_every > 0 and step % self.config.validation.validation_every == 0
 
     def __call__(self, unet: nn.Module, step: int) -> torch.Tensor:
         """The sample at ``step`` as frames ``[F, 3, h, w]`` in 0..1 (latent resolution, latent-RGB colours);
         also written as an animated WebP (8x, the video's pixel size) into ``checkpoint_dir`` when set."""
         cfg = self.config
-        latents = sample_clip(unet, self.scheduler, self.prompt, self.shape, cfg.validation_steps,
-                              cfg.validation_guidance, cfg.validation_seed, self.autocast, self.off_adapters)
+        latents = sample_clip(unet, self.scheduler, self.prompt, self.shape, cfg.validation.validation_steps,
+                              cfg.validation.validation_guidance, cfg.validation.validation_seed, self.autocast, self.off_adapters)
         frames = latents_to_rgb(latents, **self.colours)
-        if cfg.checkpoint_dir:
-            save_webp(latents_to_rgb(latents, upscale=8, **self.colours), validation_path(cfg.checkpoint_dir, step))
+        if cfg.checkpoint.checkpoint_dir:
+            save_webp(latents_to_rgb(latents, upscale=8, **self.colours), validation_path(cfg.checkpoint.checkpoint_dir, step))
         return frames

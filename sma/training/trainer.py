@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import replace
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from ..models.build import make_noise_scheduler
 from ..models.config import family_base
 from ..models.norms import use_ade_group_norms, use_lean_group_norms
 from . import checkpoint as ckpt
-from .config import TrainConfig, label, metadata_settings
+from .config import TrainConfig, metadata_settings, saved_config
 from .data import Batch, TrainingClip, check_clips, clips_for_step, make_batch, training_window
 from .memory import (
     disable_full_gradient_checkpointing,
@@ -100,19 +99,19 @@ class Trainer:
         self.scheduler = noise_scheduler if noise_scheduler is not None else make_noise_scheduler(base=self.base.name)
         self.prediction_type = prediction_type(self.scheduler)
         horizon = int(self.scheduler.config.num_train_timesteps)
-        if cfg.timestep_max >= horizon:
+        if cfg.sampling.timestep_max >= horizon:
             raise SMAInputError(f"timestep_max must be < {horizon} (the scheduler's num_train_timesteps), "
-                                f"got {cfg.timestep_max}.")
+                                f"got {cfg.sampling.timestep_max}.")
         self.clips = list(clips) if isinstance(clips, (list, tuple)) else clips
         check_clips(self.clips, in_channels=int(unet.config.in_channels),
-                    cross_attention_dim=int(unet.config.cross_attention_dim), clips_per_step=cfg.clips_per_step)
-        self.window = training_window(self.clips, cfg.window, self.pe_length)
+                    cross_attention_dim=int(unet.config.cross_attention_dim), clips_per_step=cfg.schedule.clips_per_step)
+        self.window = training_window(self.clips, cfg.sampling.window, self.pe_length)
         self.sma_loss = self._make_sma_loss()
-        self.precision = resolve_precision(cfg.precision, self.device)
-        check_optimizer_available(cfg.optimizer, self.device)
-        self.motion_lora = replace(cfg.lora, seed=cfg.seed)
-        spatial_rank = cfg.spatial_rank or cfg.lora.rank
-        self.spatial_lora = LoRAConfig(rank=spatial_rank, seed=cfg.seed + 1) if cfg.spatial_path else None
+        self.precision = resolve_precision(cfg.memory.precision, self.device)
+        check_optimizer_available(cfg.schedule.optimizer, self.device)
+        self.motion_lora = cfg.lora.adapter(seed=cfg.sampling.seed)
+        spatial_rank = cfg.spatial.spatial_rank or cfg.lora.rank
+        self.spatial_lora = LoRAConfig(rank=spatial_rank, seed=cfg.sampling.seed + 1) if cfg.spatial.spatial_path else None
         self.validation = self._make_validation(validation)
         self.last_checkpoint: Path | None = None
         self._ready = False
@@ -124,19 +123,19 @@ class Trainer:
     def _make_validation(self, prompt: ValidationPrompt | None) -> ValidationSampler | None:
         """The validation sampler (``validation_every`` > 0 needs a prompt); samples the first clip's size."""
         cfg = self.config
-        if not cfg.validation_every:
+        if not cfg.validation.validation_every:
             return None
         if prompt is None:
             raise SMAInputError("validation_every > 0 needs a validation prompt (its text embedding).")
         prompt.check(int(self.unet.config.cross_attention_dim))
         shape = (self.window, int(self.unet.config.in_channels), *self.clips[0].latents.shape[-2:])
-        off = (SPATIAL_ADAPTER,) if cfg.spatial_path else ()
+        off = (SPATIAL_ADAPTER,) if cfg.spatial.spatial_path else ()
         return ValidationSampler(cfg, prompt, self.scheduler, shape, self.precision.autocast_context, off,
                                  self.base.name)
 
     def _make_sma_loss(self) -> SMALoss | None:
         """The SMA loss for the config, checked on a small dummy window (e.g. too many wavelet levels)."""
-        if self.config.sma is None:
+        if not self.config.sma_enabled:
             return None
         loss = SMALoss(self.config.sma, check_finite=False)  # the trainer checks its losses once per step
         probe = torch.zeros(1, self.window, int(self.unet.config.in_channels), 8, 8)
@@ -161,19 +160,19 @@ class Trainer:
             p.requires_grad_(True)
         trainable = {id(p) for p in self.temporal_params + self.spatial_params}
         self.named_lora = {n: p for n, p in unet.named_parameters() if id(p) in trainable}
-        if cfg.gradient_checkpointing:
+        if cfg.memory.gradient_checkpointing:
             enable_full_gradient_checkpointing(unet)
-        self._processors = unet.attn_processors if cfg.attention_slice else None
-        if cfg.attention_slice:
-            set_attention_slicing(unet, cfg.attention_slice)
-        groups = [{"name": "temporal", "params": self.temporal_params, "lr": cfg.learning_rate}]
+        self._processors = unet.attn_processors if cfg.memory.attention_slice else None
+        if cfg.memory.attention_slice:
+            set_attention_slicing(unet, cfg.memory.attention_slice)
+        groups = [{"name": "temporal", "params": self.temporal_params, "lr": cfg.schedule.learning_rate}]
         if self.spatial_params:
-            groups.append({"name": "spatial", "params": self.spatial_params, "lr": cfg.spatial_learning_rate})
-        self.optimizer = make_optimizer(cfg.optimizer, groups, cfg.weight_decay, self.device)
-        factor = lr_factor(cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
+            groups.append({"name": "spatial", "params": self.spatial_params, "lr": cfg.spatial.spatial_learning_rate})
+        self.optimizer = make_optimizer(cfg.schedule.optimizer, groups, cfg.schedule.weight_decay, self.device)
+        factor = lr_factor(cfg.schedule.lr_schedule, cfg.schedule.warmup_steps, cfg.schedule.steps)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, [factor] * len(groups))
         self.grad_scaler = self.precision.grad_scaler()
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.sampling.seed)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
         unet.train()
         self._ready = True
@@ -196,7 +195,7 @@ class Trainer:
                 p.requires_grad_(True)
 
     def _backward(self, loss: torch.Tensor) -> None:
-        self.grad_scaler.scale(loss / self.config.grad_accum).backward()
+        self.grad_scaler.scale(loss / self.config.schedule.grad_accum).backward()
 
     def _spatial_pass(self, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
                       frame: torch.Tensor) -> torch.Tensor:
@@ -231,8 +230,8 @@ class Trainer:
             with self.precision.autocast_context():
                 out = self.unet(x_t.transpose(1, 2), t, encoder_hidden_states=text).sample
             pred = out.transpose(1, 2).float()  # [B, F, C, h, w]
-            parts = {"mse": F.mse_loss(pred, target), "debias": debiased_mse(pred, target, anchor, cfg.debias_beta)}
-            total = parts["mse"] + cfg.debias_weight * parts["debias"]
+            parts = {"mse": F.mse_loss(pred, target), "debias": debiased_mse(pred, target, anchor, cfg.spatial.debias_beta)}
+            total = parts["mse"] + cfg.spatial.debias_weight * parts["debias"]
             z0_hat = None
             if self.sma_loss is not None or want_z0_hat:
                 z0_hat = tweedie_estimate(x_t, pred, abar, self.prediction_type)
@@ -255,16 +254,16 @@ class Trainer:
         :meth:`_temporal_pass`).
         """
         cfg, g = self.config, self.generator
-        indices = clips_for_step(micro_step, len(self.clips), cfg.clips_per_step, cfg.seed)
+        indices = clips_for_step(micro_step, len(self.clips), cfg.schedule.clips_per_step, cfg.sampling.seed)
         batch = make_batch(self.clips, indices, self.window, g, self.device)
         z0 = batch.latents
         b, f = z0.shape[:2]
         # draw every random number in a fixed order, whatever the options
-        t = torch.randint(cfg.timestep_min, cfg.timestep_max + 1, (b,), generator=g).to(self.device)
+        t = torch.randint(cfg.sampling.timestep_min, cfg.sampling.timestep_max + 1, (b,), generator=g).to(self.device)
         noise = torch.randn(z0.shape, generator=g).to(self.device)
         anchor = torch.randint(0, f, (b,), generator=g)
         spatial_frame = torch.randint(0, f, (b,), generator=g)
-        skip_spatial = bool(torch.rand((), generator=g) < cfg.spatial_skip_prob)
+        skip_spatial = bool(torch.rand((), generator=g) < cfg.spatial.spatial_skip_prob)
         x_t = self.scheduler.add_noise(z0, noise, t)
         target = diffusion_target(self.scheduler, z0, noise, t)
         losses: dict[str, torch.Tensor] = {}
@@ -291,7 +290,7 @@ class Trainer:
         cfg = self.config
         rates = {group["name"]: float(group["lr"]) for group in self.optimizer.param_groups}
         self.grad_scaler.unscale_(self.optimizer)
-        norms = {group["name"]: clip_group(group["params"], cfg.max_grad_norm) for group in self.optimizer.param_groups}
+        norms = {group["name"]: clip_group(group["params"], cfg.schedule.max_grad_norm) for group in self.optimizer.param_groups}
         tensors = [v for parts in micro_parts for v in parts.values()] + nonfinite + list(norms.values())
         values = iter(torch.stack([v.float().reshape(()).to(self.device) for v in tensors]).tolist())  # the one sync
         read = [{name: next(values) for name in parts} for parts in micro_parts]
@@ -315,7 +314,7 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------------------
 
     def save_checkpoint(self, step: int, history: list[dict[str, float]]) -> Path:
-        """Write a resumable checkpoint for ``step`` completed steps into ``config.checkpoint_dir``."""
+        """Write a resumable checkpoint for ``step`` completed steps into ``config.checkpoint.checkpoint_dir``."""
         cfg = self.config
         tensors = {f"lora.{name}": p for name, p in self.named_lora.items()}
         opt_tensors, opt_plain = ckpt.flatten_optimizer_state(self.optimizer.state_dict())
@@ -325,8 +324,8 @@ class Trainer:
         state = {"step": step, "config": cfg.to_dict(), "history": history, "optimizer": opt_plain,
                  "lr_scheduler": self.lr_scheduler.state_dict(), "grad_scaler": self.grad_scaler.state_dict(),
                  "rng": rng_plain, "family": self.family, "window": self.window}
-        path = ckpt.save_checkpoint(ckpt.checkpoint_path(cfg.checkpoint_dir, step), tensors, state)
-        ckpt.prune_checkpoints(cfg.checkpoint_dir, cfg.keep_checkpoints)
+        path = ckpt.save_checkpoint(ckpt.checkpoint_path(cfg.checkpoint.checkpoint_dir, step), tensors, state)
+        ckpt.prune_checkpoints(cfg.checkpoint.checkpoint_dir, cfg.checkpoint.keep_checkpoints)
         self.last_checkpoint = path
         return path
 
@@ -339,10 +338,10 @@ class Trainer:
                 raise SMAInputError(f"no checkpoint-*.safetensors files in {path} to resume from.")
             path = found
         tensors, state = ckpt.load_checkpoint(path)
-        saved = TrainConfig.from_dict(state["config"])
+        saved = saved_config(state["config"], state["format_version"])
         changed = self.config.differences(saved)
         if changed:
-            detail = ", ".join(f"{label(k)}: {saved.setting(k)!r} -> {self.config.setting(k)!r}" for k in changed)
+            detail = ", ".join(f"{k}: {saved.setting(k)!r} -> {self.config.setting(k)!r}" for k in changed)
             raise SMAInputError(f"cannot resume from {path.name}: settings changed ({detail}); only "
                                 "steps, checkpoint and preview settings may change when resuming.")
         names = {k[len("lora."):] for k in tensors if k.startswith("lora.")}
@@ -374,9 +373,9 @@ class Trainer:
         micro_parts: list[dict[str, torch.Tensor]] = []
         nonfinite: list[torch.Tensor] = []
         z0_hat = None
-        for micro in range(cfg.grad_accum):
-            last = micro == cfg.grad_accum - 1
-            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.grad_accum + micro, want_estimate and last)
+        for micro in range(cfg.schedule.grad_accum):
+            last = micro == cfg.schedule.grad_accum - 1
+            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.schedule.grad_accum + micro, want_estimate and last)
             micro_parts.append(parts)
             nonfinite.append(bad_output)
         read, rates, norms = self._check_and_step(step, micro_parts, nonfinite)
@@ -384,14 +383,14 @@ class Trainer:
         for parts in read:
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + value
-        losses = {name: value / cfg.grad_accum for name, value in sums.items()}
+        losses = {name: value / cfg.schedule.grad_accum for name, value in sums.items()}
         losses["loss"] = losses["temporal"] + losses.get("spatial", 0.0)
-        report = StepReport(step, cfg.steps, dict(losses), rates, norms, time.perf_counter() - started)
+        report = StepReport(step, cfg.schedule.steps, dict(losses), rates, norms, time.perf_counter() - started)
         return losses, report, z0_hat
 
     def run(self, callbacks: TrainCallbacks | None = None, resume_from: str | Path | None = None,
             hooks: Sequence[StepHook] = ()) -> TrainResult:
-        """Train for ``config.steps`` steps (or until ``should_stop``); returns the motion LoRA and logs.
+        """Train for ``config.schedule.steps`` steps (or until ``should_stop``); returns the motion LoRA and logs.
 
         Works when called under ``torch.no_grad`` / ``torch.inference_mode`` (it re-enables autograd).
 
@@ -410,9 +409,9 @@ class Trainer:
         self._ran = True
         cb = callbacks or TrainCallbacks()
         cfg = self.config
-        preview = PreviewHook(cfg.preview_every, self.base.name, cb.on_preview)
+        preview = PreviewHook(cfg.validation.preview_every, self.base.name, cb.on_preview)
         validation = ValidationHook(self.validation, cb.on_validation) if self.validation is not None else None
-        every = [preview, CheckpointHook(cfg.checkpoint_every, cfg.checkpoint_dir),
+        every = [preview, CheckpointHook(cfg.checkpoint.checkpoint_every, cfg.checkpoint.checkpoint_dir),
                  *([validation] if validation is not None else []), *hooks]
         free_memory(self.device)
         try:
@@ -420,7 +419,7 @@ class Trainer:
                 self._setup()
                 step, history = self._resume(resume_from) if resume_from is not None else (0, [])
                 stopped = False
-                while step < cfg.steps:
+                while step < cfg.schedule.steps:
                     if cb.should_stop is not None and cb.should_stop():
                         stopped = True
                         break
@@ -441,7 +440,7 @@ class Trainer:
                     last_preview=preview.last,
                     stopped_early=stopped,
                     step=step,
-                    spatial_state=self._spatial_state() if cfg.keep_spatial and self.spatial_params else None,
+                    spatial_state=self._spatial_state() if cfg.spatial.keep_spatial and self.spatial_params else None,
                     checkpoint=self.last_checkpoint,
                     last_validation=validation.last if validation is not None else None,
                 )
@@ -483,7 +482,6 @@ class Trainer:
     def metadata(self, step: int, stopped_early: bool = False) -> dict[str, Any]:
         """Facts about this training run for the LoRA file's metadata (settings under their flat names)."""
         cfg = self.config
-        settings = cfg.flat()
         h, w = (int(s) for s in self.clips[0].latents.shape[-2:])
         px = self.base.pixels_per_latent
         # pixel [width, height] of each distinct clip size
@@ -491,9 +489,7 @@ class Trainer:
         return {
             "trainer": "sma", "version": __version__, "family": self.family, "base": self.base.name,
             "frames": self.window, "width": w * px, "height": h * px, "sizes": [list(s) for s in sizes],
-            "clips": len(self.clips), "steps": step, "steps_planned": cfg.steps, "stopped_early": stopped_early,
-            "rank": cfg.lora.rank, "alpha": self.motion_lora.effective_alpha, "targets": list(cfg.lora.targets),
-            **{name: settings[name] for name in metadata_settings(cfg)},
-            "prediction_type": self.prediction_type,
-            "timesteps": [cfg.timestep_min, cfg.timestep_max], "precision": self.precision.name,
+            "clips": len(self.clips), "steps_done": step, "stopped_early": stopped_early,
+            **metadata_settings(cfg),
+            "prediction_type": self.prediction_type, "precision_used": self.precision.name,
         }
