@@ -822,3 +822,17 @@ def test_one_device_sync_per_training_step(monkeypatch):
     result = trainer.run()
     parts = 2 * (len(result.losses[0]) - 1 + 1) + 2  # per micro-batch: parts but "loss" + the output flag; norms
     assert reads == [parts, parts]
+
+
+def test_a_config_read_from_an_earlier_format_trains_bit_identical_weights():
+    """The same run, its settings spelled as a format-2 checkpoint stored them and as today's flat settings."""
+    format_2 = {"steps": 2, "seed": 7, "spatial_path": True, "gradient_checkpointing": False, "lr_schedule": "cosine",
+                "sma": {"mode": "paper", "levels": 2, "delta": 0.2, "base": 0.5, "lambda_local": 0.3},
+                "lora": {"rank": 3, "targets": ["attention", "ff"]}}
+    today = TrainConfig.from_flat(steps=2, seed=7, gradient_checkpointing=False, lr_schedule="cosine", sma_mode="paper",
+                                  wavelet_levels=2, weight_delta=0.2, weight_base=0.5, lambda_local=0.3, rank=3,
+                                  targets=("attention", "ff"))
+    earlier = saved_config(format_2, 2)
+    assert earlier == today
+    runs = [Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), c).run() for c in (earlier, today)]
+    assert all(torch.equal(runs[0].lora_state[k], runs[1].lora_state[k]) for k in runs[1].lora_state)
