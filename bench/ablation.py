@@ -6,7 +6,8 @@ samples of a new appearance B (default: A's colours on another shape and backgro
 other colours and texture too) at LoRA strengths 0 (the base alone), 0.5 and 1, with the same
 initial noise for every mode, so modes are compared pairwise. Scores (``sma.toyworld.transfer``):
 trajectory error (px/frame, lower is better), motion fidelity (the pack's trajectory score, 1 = same
-motion), appearance leak (how much of A shows in B's samples, 0 = none) and adherence (B's shapes found, 1 = all).
+motion), appearance leak (how much of A shows in B's samples, 0 = none), found (B identified by colour and shape, 1 = all
+frames) and copied (samples closer to the reference than to B moving with M).
 
 A weight sweep runs on top (seed 0): ``lambda_global`` and ``lambda_local`` in {0.1, 0.4, 1.0} one at a
 time (the other at its default), and plus mode with its SNR timestep weighting off, on translate and orbit.

@@ -66,8 +66,8 @@ def sweep_table(rows: list[dict], strength: float) -> list[str]:
         variants.setdefault(key, []).append(r)
     if not any(r["group"] == "sweep" for r in rows):
         return []
-    lines = ["| mode | lambda_global | lambda_local | SNR weight | error | fidelity | leak | adherence |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | lambda_global | lambda_local | SNR weight | " + " | ".join(METRICS) + " |",
+             "|---" * (4 + len(METRICS)) + "|"]
     for (mode, lg, ll, snr), chosen in sorted(variants.items()):
         cells = [_cell([r[m] for r in chosen]) for m in METRICS]
         lines.append(f"| {mode} | {lg} | {ll} | {'on' if snr else 'off'} | " + " | ".join(cells) + " |")
@@ -92,7 +92,8 @@ def write_summary(rows: list[dict], out: Path, meta: dict[str, Any]) -> None:
         "error: trajectory error, px/frame (lower is better); fidelity: trajectory score (1 = same motion); "
         "leak: how much of the reference's appearance shows in the samples (0 = none; B with new colours: the "
         "reference's colours, as a share of its shape's area; B with the reference's colours: its background's "
-        "brightness, 1 = the reference's); adherence: target shapes found (1 = all frames).",
+        "brightness, 1 = the reference's); found: frames where the target is identified by colour and shape (1 = all); "
+        "copied: samples closer to the reference clip than to the target moving with its motion (0 = none).",
         "",
         *main_table(rows, families, strength),
         "",
@@ -134,9 +135,9 @@ def plot(rows: list[dict], families: list[str], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     strengths = sorted({r["strength"] for r in rows})
     colours = {"off": "#777777", "paper": "#1f77b4", "plus": "#d62728"}
-    # without a leak to measure (A and B alike in brightness), the cost side is B lost (1 - adherence)
+    # without a leak to measure (A and B alike in brightness), the cost side is B lost (1 - found)
     leak = any(finite(r["leak"]) for r in rows)
-    cost = (lambda r: r["leak"]) if leak else (lambda r: 1 - r["adherence"])  # noqa: E731
+    cost = (lambda r: r["leak"]) if leak else (lambda r: 1 - r["found"])  # noqa: E731
     for mode in MODES:
         xs, ys = [], []
         for s in strengths:

@@ -5,8 +5,8 @@ import math
 import statistics
 from typing import Any
 
-METRICS = ("error", "fidelity", "leak", "adherence")
-BETTER = {"error": "lower", "fidelity": "higher", "leak": "lower", "adherence": "higher"}
+METRICS = ("error", "fidelity", "leak", "found", "copied")
+BETTER = {"error": "lower", "fidelity": "higher", "leak": "lower", "found": "higher", "copied": "lower"}
 
 
 def finite(value: float | None) -> bool:

@@ -72,15 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"differs_in": name, "fields": list(fields),
                      "scores": {str(s): {k: x if math.isfinite(x) else None for k, x in asdict(v).items()}
                                 for s, v in scores.items()}})
-        print(f"{name}: " + "; ".join(f"{s:g}: error {_cell(v.error)} found {v.adherence:.0%}" for s, v in scores.items()),
-              flush=True)
+        print(f"{name}: " + "; ".join(f"{s:g}: error {_cell(v.error)} found {v.found:.0%} copied {_cell(v.copied)}"
+                                      for s, v in scores.items()), flush=True)
     lines = ["| B differs from the reference in | trajectory error, px/frame (0 -> 0.75 -> 1) | motion fidelity | "
-             "B found in frames |", "|---|---|---|---|"]
+             "B found in frames (colour and shape) | samples copying the reference |", "|---|---|---|---|---|"]
     for row in rows:
         by = [row["scores"][str(s)] for s in STRENGTHS]
         lines.append(f"| {row['differs_in']} | " + " -> ".join(_cell(v["error"]) for v in by) + " | "
                      + " -> ".join(_cell(v["fidelity"]) for v in by) + " | "
-                     + " -> ".join(f"{v['adherence']:.0%}" for v in by) + " |")
+                     + " -> ".join(f"{v['found']:.0%}" for v in by) + " | "
+                     + " -> ".join(_cell(v["copied"]) for v in by) + " |")
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from comfy_api.v0_0_2 import io
 
+from ..sma.augment import with_recoloured_copies
 from ..sma.errors import SMAInputError
 from ..sma.models.build import build_motion_unet
 from ..sma.models.config import find_base
@@ -137,6 +138,9 @@ class ComfyProgress:
     def on_step(self, report) -> None:
         if not self.interrupted():  # the bar's hook raises on cancel: leave stopping to should_stop
             self.bar.update_absolute(report.step, report.total)
+        if report.sma_gradient_share is not None:
+            log.info("SMA: step %d, SMA gradient share %.0f%% of the denoising loss's", report.step,
+                     100 * report.sma_gradient_share)
 
     def on_preview(self, step: int, frames: torch.Tensor) -> None:
         if not self.interrupted():
@@ -258,15 +262,16 @@ class ComfySource:
     def __init__(self, model, vae, clips: list[ReferenceClip], motion_path: str) -> None:
         self.model, self.vae, self.clips, self.motion_path = model, vae, clips, motion_path
 
-    def training_clips(self, device: torch.device) -> list[TrainingClip]:
+    def training_clips(self, device: torch.device, appearance_augment: int = 0, seed: int = 0) -> list[TrainingClip]:
         import comfy.model_management as mm
 
         scale = float(self.model.model.latent_format.scale_factor)
         text = _text_embedding(self.clips[0].positive)
-        clips = [TrainingClip(latents=_encode(self.vae, clip.frames, scale),
-                              text_embedding=_text_embedding(clip.positive) if clip.positive else text,
-                              name=f"clip {i + 1}")
-                 for i, clip in enumerate(self.clips)]
+        texts = [_text_embedding(clip.positive) if clip.positive else text for clip in self.clips]
+        frames = [clip.frames[..., :3] for clip in self.clips]
+        clips = [TrainingClip(latents=_encode(self.vae, f, scale), text_embedding=texts[i],
+                              name=f"clip {i + 1}" + (f" recoloured {k}" if k else ""), motion_only=k > 0)
+                 for f, i, k in with_recoloured_copies(frames, appearance_augment, seed)]
         mm.unload_all_models()  # the VAE that encoded the clips leaves the device before training
         return clips
 

@@ -19,6 +19,9 @@ EARLIER_SMA_FIELDS: dict[str, str] = {
 }
 """Field names of the loss section in checkpoints of format 2 -> today's setting names."""
 
+EARLIER_DEFAULTS: dict[str, object] = {"snr_normalise": False}
+"""Settings added since format 2, at the value that reproduces what those versions did."""
+
 
 def _renamed(values: dict[str, Any], names: dict[str, str], source: str) -> dict[str, Any]:
     out = dict(values)
@@ -40,11 +43,11 @@ def checkpoint_settings(config: dict[str, Any], version: int) -> dict[str, Any]:
         ValueError: a format this module does not translate, or one setting under two names.
     """
     if version == 1:
-        return _renamed(_renamed(config, {"frames": "window"}, "checkpoint config"), EARLIER_SETTINGS,
-                        "checkpoint config")
+        return EARLIER_DEFAULTS | _renamed(_renamed(config, {"frames": "window"}, "checkpoint config"),
+                                           EARLIER_SETTINGS, "checkpoint config")
     if version != 2:
         raise ValueError(f"checkpoint config format {version!r} has no earlier names to translate.")
-    flat = {k: v for k, v in config.items() if k not in ("sma", "lora")}
+    flat = EARLIER_DEFAULTS | {k: v for k, v in config.items() if k not in ("sma", "lora")}
     loss = config.get("sma")
     flat |= {"sma_mode": "off"} if loss is None else _renamed(loss, EARLIER_SMA_FIELDS, "checkpoint config")
     flat |= config.get("lora") or {}

@@ -167,6 +167,8 @@ class SMAConfig:
             1 the paper's relative weighting, larger values favour low frequencies more).
         snr_gamma: plus mode: gamma of the timestep weight `timestep_weight`; None disables it. Used
             only when ``alphas_cumprod_t`` is passed to the loss.
+        snr_normalise: plus mode: divide that weight by its mean over the trained timesteps (when `SMALoss`
+            is given them), so that it averages 1 where training happens (earlier versions: off).
         phase_loss: plus mode: ``"wrap"`` (``1 - cos dphi``) or ``"raw"`` (``|dphi|``, for ablations).
     """
 
@@ -181,6 +183,7 @@ class SMAConfig:
     weight_base: float = setting(1.0, low=0, high=10)
     weight_sharpness: float = setting(1.0, low=0, high=10)
     snr_gamma: float | None = setting(5.0, low=0, strict=True, high=100, optional=True)
+    snr_normalise: bool = setting(True, switch=True)
     phase_loss: Literal["wrap", "raw"] = setting("wrap", choices=PHASE_LOSSES)
 
     def __post_init__(self) -> None:
@@ -242,14 +245,24 @@ class SMALoss(nn.Module):
 
     ``check_finite`` rejects NaN/inf inputs with an SMAInputError (one device sync per input); the
     trainer turns it off and checks its losses once per step instead.
+
+    ``trained_alphas_cumprod`` (plus mode): ``abar_t`` of every timestep training draws from (uniformly). The
+    timestep weight is then divided by its mean over them, so that it averages 1 where training happens and
+    ``lambda_global`` / ``lambda_local`` keep their meaning whatever the timestep range. Without it the weight
+    is the raw ``min(1, sqrt(SNR / gamma))``, which averages about 0.1 over t = 400..999 and leaves SMA a few
+    percent of the training signal (docs/sma-loss.md).
     """
 
-    def __init__(self, config: SMAConfig | None = None, *, check_finite: bool = True) -> None:
+    def __init__(self, config: SMAConfig | None = None, *, check_finite: bool = True,
+                 trained_alphas_cumprod: Tensor | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else SMAConfig()
         if not self.config.enabled:
             raise SMAInputError('SMALoss needs sma_mode "paper" or "plus", not "off".')
         self.check_finite = check_finite
+        self.weight_mean = 1.0
+        if trained_alphas_cumprod is not None and self.config.snr_gamma is not None and self.config.snr_normalise:
+            self.weight_mean = float(timestep_weight(trained_alphas_cumprod.double(), self.config.snr_gamma).mean())
 
     def _levels(self, frames: int) -> int:
         cfg = self.config
@@ -338,7 +351,7 @@ class SMALoss(nn.Module):
         weight = None
         if cfg.sma_mode == "plus" and cfg.snr_gamma is not None and alphas_cumprod_t is not None:
             a = _per_sample(alphas_cumprod_t, batch, 1, dtype).to(pred_z0.device).expand(batch)
-            weight = timestep_weight(a, cfg.snr_gamma)
+            weight = timestep_weight(a, cfg.snr_gamma) / self.weight_mean
 
         def batch_mean(per_sample: Tensor) -> Tensor:
             return (per_sample if weight is None else per_sample * weight).mean()

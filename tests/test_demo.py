@@ -37,7 +37,7 @@ def test_the_demo_prints_what_it_measured(demo):
     result, out = demo
     summary = json.loads((out / "summary.json").read_text())
     without, with_lora = summary["scores"]["without_lora"], summary["scores"]["with_lora"]
-    assert without["adherence"] >= 0.75 and math.isfinite(without["error"]) and without["error"] > 0
+    assert without["found"] >= 0.75 and math.isfinite(without["error"]) and without["error"] > 0
     printed = re.search(r"without -> with the motion LoRA: ([\d.]+|nan) -> ([\d.]+|nan) px/frame", result.stdout)
     assert printed, result.stdout
     for text, value in zip(printed.groups(), (without["error"], with_lora["error"])):

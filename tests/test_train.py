@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from conftest import comfyui_path
 from sma.errors import SMAInputError
-from sma.loss import SMAConfig, SMALoss, tweedie_estimate
+from sma.loss import SMAConfig, SMALoss, timestep_weight, tweedie_estimate
 from sma.lora import LoRAConfig, adapter_names, add_motion_lora, apply_motion_lora, load_motion_lora, save_motion_lora
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
 from sma.models.detect import MotionModuleInfo
@@ -49,6 +49,7 @@ from sma.training.memory import (
     set_attention_slicing,
 )
 from sma.training.objectives import diffusion_target
+from sma.training.gradient_share import gradient_share, sma_gradient
 from sma.training.optim import lr_factor
 from sma.training.config import SECTIONS, SETTINGS, MotionLoRASettings, saved_config
 
@@ -703,7 +704,8 @@ V1_CHECKPOINT = Path(__file__).resolve().parent / "data" / "v1_checkpoint" / "ch
 def v1_run_config(**changes) -> TrainConfig:
     """The settings of the format-1 checkpoint, as this version spells them, for 3 steps."""
     return TrainConfig.from_flat(steps=3, seed=5, rank=2, learning_rate=1e-3, spatial_learning_rate=2e-4,
-                                 wavelet_levels=2, spatial_path=True, gradient_checkpointing=False, **changes)
+                                 wavelet_levels=2, spatial_path=True, gradient_checkpointing=False,
+                                 snr_normalise=False, **changes)  # the timestep weight of those versions
 
 
 def assert_resumes_like_an_uninterrupted_run(checkpoint: Path, config: TrainConfig, tmp_path: Path) -> None:
@@ -803,8 +805,8 @@ def test_earlier_names_are_read_only_from_old_checkpoints():
     format_2 = {"learning_rate": 1e-3, "spatial_learning_rate": 2e-4, "spatial_path": False, "window": 10,
                 "sma": {"mode": "plus", "levels": 2}, "lora": {"targets": ["attention", "proj"]}}
     today = TrainConfig.from_flat(learning_rate=1e-3, spatial_learning_rate=2e-4, wavelet_levels=2,
-                                  spatial_path=False, window=10, targets=("attention", "proj"))
-    assert saved_config(format_1, 1) == saved_config(format_2, 2) == today
+                                  spatial_path=False, window=10, targets=("attention", "proj"), snr_normalise=False)
+    assert saved_config(format_1, 1) == saved_config(format_2, 2) == today  # and the timestep weight of then
     assert not saved_config({"sma": None, "lora": {}}, 2).sma_enabled  # format 2 spelled "off" as no loss
     with pytest.raises(SMAInputError, match="unknown training settings \\['lr_temporal'\\]"):
         TrainConfig.from_flat(lr_temporal=1e-3)  # not an alias anywhere else
@@ -831,8 +833,46 @@ def test_a_config_read_from_an_earlier_format_trains_bit_identical_weights():
                 "lora": {"rank": 3, "targets": ["attention", "ff"]}}
     today = TrainConfig.from_flat(steps=2, seed=7, gradient_checkpointing=False, lr_schedule="cosine", sma_mode="paper",
                                   wavelet_levels=2, weight_delta=0.2, weight_base=0.5, lambda_local=0.3, rank=3,
-                                  targets=("attention", "ff"))
+                                  targets=("attention", "ff"), snr_normalise=False)
     earlier = saved_config(format_2, 2)
     assert earlier == today
     runs = [Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), c).run() for c in (earlier, today)]
     assert all(torch.equal(runs[0].lora_state[k], runs[1].lora_state[k]) for k in runs[1].lora_state)
+
+
+# --- how much SMA steers the motion LoRA -------------------------------------------------------------------
+
+def test_gradient_share_is_the_norm_ratio_of_the_two_gradients():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    base, sma = (w ** 2).sum(), 0.1 * (w * torch.tensor([3.0, 0.0, 1.0])).sum()
+    g_sma = sma_gradient(sma, [w])
+    (base + sma).backward()
+    share = float(gradient_share(g_sma, [w.grad]))
+    expected = torch.tensor([0.3, 0.0, 0.1]).norm() / (2 * w.detach()).norm()  # |d sma| / |d base|
+    assert share == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_measuring_the_sma_gradient_share_leaves_training_bit_identical_and_plus_is_in_range():
+    def run(**settings):
+        config = TrainConfig.from_flat(steps=6, rank=4, gradient_checkpointing=False, **settings)
+        return Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config).run()
+
+    unmeasured, measured = run(gradient_share_every=0), run(gradient_share_every=2)
+    assert all(torch.equal(unmeasured.lora_state[k], measured.lora_state[k]) for k in measured.lora_state)
+    assert unmeasured.gradient_shares == {} and sorted(measured.gradient_shares) == [1, 2, 4, 6]
+    # plus: the min-SNR weight averages 1 over the trained timesteps, so the SMA terms keep a real share
+    assert 0.1 <= measured.metadata["sma_gradient_share"] <= 0.5, measured.gradient_shares
+    assert run(gradient_share_every=1, sma_mode="off").gradient_shares == {}
+
+
+def test_plus_timestep_weight_averages_one_over_the_trained_timesteps():
+    abar = make_noise_scheduler().alphas_cumprod
+    loss = SMALoss(SMAConfig(), trained_alphas_cumprod=abar[400:1000])
+    raw = timestep_weight(abar[400:1000], 5.0)
+    assert float(raw.mean()) == pytest.approx(0.1071, abs=1e-3)  # what the raw weight leaves SMA there
+    z = torch.randn(2, 8, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    pick = torch.tensor([500, 900])
+    weighted = loss(z, z.flip(1), abar[pick])
+    torch.testing.assert_close(weighted.timestep_weight, raw[pick - 400] / raw.mean())
+    unnormalised = SMALoss(SMAConfig())(z, z.flip(1), abar[pick])
+    torch.testing.assert_close(weighted.total, unnormalised.total / raw.mean())

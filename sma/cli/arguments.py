@@ -61,6 +61,9 @@ CONFIG_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("seed", int, "seed of every random choice"),
     ("timestep_min", int, "smallest training timestep"),
     ("timestep_max", int, "largest training timestep"),
+    ("appearance_augment", int,
+     "recoloured copies of each clip (hue, saturation, contrast, grey) for the motion LoRA only, so it learns "
+     "the motion and not the colours (0 = off)"),
     ("precision", str, "auto: bf16 (or fp16) on CUDA, fp32 on the CPU"),
     ("window", int,
      "frames per training window, 0 = the shortest clip, at most the motion module's 24 (v1) / 32"),
@@ -83,12 +86,16 @@ CONFIG_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("validation_steps", int, "DDIM steps of a validation sample"),
     ("validation_guidance", float, "classifier-free guidance of validation samples"),
     ("validation_seed", int, "seed of the validation samples' noise (its own; training is unchanged)"),
+    ("gradient_share_every", int,
+     "every N steps measure the SMA terms' share of the motion LoRA's gradient, shown beside the losses (0 = never)"),
 )
 VALIDATION_EVERY = 50
 """Validation-sample interval when ``--validation-prompt`` is given without ``--validation-every``."""
 SWITCHES: tuple[tuple[str, str], ...] = (
     ("spatial_path", "train the motion LoRA alone, without MotionDirector's spatial LoRA"),
     ("gradient_checkpointing", "faster, but needs much more memory"),
+    ("snr_normalise", "plus mode: keep the raw timestep weight instead of scaling it to mean 1 over the trained "
+                      "timesteps (as earlier versions did)"),
 )
 """Settings that default to on: ``--no-<setting>`` turns them off."""
 

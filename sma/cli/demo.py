@@ -67,10 +67,17 @@ def _check(args: argparse.Namespace) -> None:
         raise SMAInputError(f"--samples must be 1..16, got {args.samples}.")
 
 
+COLOUR_NAMES = ("red", "yellow", "green", "cyan", "blue", "magenta")
+"""Names of the toy world's hues (``HUES_DEG``: 0, 60, ..., 300 degrees)."""
+
+
 def describe(appearance: Appearance) -> str:
-    """``'a red bar'``-style words for the demo's one-shape appearances (red: hue 0)."""
+    """``'a red bar'`` / ``'a striped green triangle'``-style words for a one-shape appearance."""
     kind = KINDS[int(appearance.kind[0, 0])]
-    return f"a red {'bar' if kind == 'rect' else kind}"
+    hue = math.degrees(float(appearance.hue[0, 0])) % 360
+    colour = COLOUR_NAMES[round(hue / 60) % len(COLOUR_NAMES)]
+    texture = "striped " if float(appearance.striped[0, 0]) else ""
+    return f"a {texture}{colour} {'bar' if kind == 'rect' else kind}"
 
 
 COLUMNS = ("reference", "without LoRA", "with LoRA")
@@ -162,17 +169,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _print_report(summary: dict[str, Any], files: dict[str, Path]) -> None:
     off, on = summary["scores"]["without_lora"], summary["scores"]["with_lora"]
     print(f"done in {summary['seconds']['total']:.0f} s (training {summary['seconds']['training']:.0f} s)")
     ratio = on["error"] / off["error"] if off["error"] > 0 else float("nan")
     print(f"trajectory error against the reference motion, without -> with the motion LoRA: "
           f"{off['error']:.2f} -> {on['error']:.2f} px/frame ({ratio:.0%} of the error without; 0 = same motion)")
-    print(f"motion fidelity {off['fidelity']:.2f} -> {on['fidelity']:.2f} (1 = same motion); the new appearance "
-          f"found in {off['adherence']:.0%} -> {on['adherence']:.0%} of frames")
-    if off["leak"] is not None and on["leak"] is not None:
-        print(f"the reference's background carried over: {off['leak']:.2f} -> {on['leak']:.2f} (0 = the new "
-              "background, 1 = the reference's)")
+    print(f"motion fidelity {off['fidelity']:.2f} -> {on['fidelity']:.2f} (1 = same motion); the new subject "
+          f"(its colour and shape) found in {off['found']:.0%} -> {on['found']:.0%} of frames")
+    print(f"samples that copy the reference (closer to the red bar's clip than to the new subject moving like it): "
+          f"{_share(off['copied'])} -> {_share(on['copied'])}; the red bar's colour in them: "
+          f"{_share(off['leak'])} -> {_share(on['leak'])} of its area")
     print("files:")
     for name, path in files.items():
         print(f"  {name:11s} {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -86,9 +87,13 @@ class StopRequest:
         return self.requested
 
 
-def _postfix(losses: dict[str, float]) -> dict[str, str]:
-    shown = {name: losses[name] for name in ("loss", "mse", "sma") if name in losses}
-    return {name: f"{value:.4f}" for name, value in shown.items()}
+def _postfix(report: StepReport, share: list[float]) -> dict[str, str]:
+    """The progress bar's figures: the main losses, and the median of the SMA gradient shares measured so far
+    (``share``, appended to here; one measurement swings with its timestep)."""
+    if report.sma_gradient_share is not None:
+        share.append(report.sma_gradient_share)
+    shown = {name: f"{report.losses[name]:.4f}" for name in ("loss", "mse", "sma") if name in report.losses}
+    return shown | ({"sma_share": f"{statistics.median(share):.0%}"} if share else {})
 
 
 @contextlib.contextmanager
@@ -97,6 +102,7 @@ def terminal_progress(steps: int, on_preview: Callable[[int, torch.Tensor], None
     """The callbacks of a run on the terminal: a progress bar on stderr once training starts, and Ctrl-C handling
     (see the module docstring), for :func:`sma.training.train_motion_lora` with ``stop_is_interruption=True``."""
     bars: list[tqdm] = []  # made when training starts (the first stop check), not while the clips are encoded
+    share: list[float] = []  # the SMA gradient shares measured so far
 
     def should_stop() -> bool:
         if not bars:
@@ -106,7 +112,7 @@ def terminal_progress(steps: int, on_preview: Callable[[int, torch.Tensor], None
     def on_step(report: StepReport) -> None:
         stop.started()
         bars[0].n = report.step
-        bars[0].set_postfix(_postfix(report.losses), refresh=False)
+        bars[0].set_postfix(_postfix(report, share), refresh=False)
         bars[0].refresh()
 
     with StopRequest() as stop:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..atomic import check_writable
+from ..augment import with_recoloured_copies
 from ..errors import SMAInputError
 from ..models.build import build_motion_unet
 from ..models.files import PICKLE_SUFFIXES, load_motion_module, load_state_dict_file
@@ -191,12 +192,15 @@ def encode_frames(vae: nn.Module, frames: torch.Tensor, chunk: int = VAE_CHUNK) 
 
 
 def prepare_clips(source: ModelSource, clips: list[VideoClip], prompts: list[str], tokenizer: Any,
-                  device: torch.device, extra: list[str] = ()) -> tuple[list[TrainingClip], torch.Tensor | None]:
-    """Encode every clip with the source's VAE and every prompt with its text encoder, each model freed
-    right after use. ``extra`` prompts (e.g. the validation samples') are encoded apart, so the clips'
-    embeddings are the same with or without them; returns ``[E, 77, D]`` for them (None without)."""
+                  device: torch.device, extra: list[str] = (), appearance_augment: int = 0,
+                  seed: int = 0) -> tuple[list[TrainingClip], torch.Tensor | None]:
+    """Encode every clip (and its ``appearance_augment`` recoloured copies, :mod:`sma.augment`) with the source's
+    VAE and every prompt with its text encoder, each model freed right after use. ``extra`` prompts (e.g. the
+    validation samples') are encoded apart, so the clips' embeddings are the same with or without them; returns
+    ``[E, 77, D]`` for them (None without)."""
     vae = source.vae().to(device)
-    latents = [encode_frames(vae, clip.frames) for clip in clips]
+    copies = with_recoloured_copies([clip.frames for clip in clips], appearance_augment, seed)
+    latents = [encode_frames(vae, frames) for frames, _, _ in copies]
     del vae
     free_memory(device)
     text_encoder = source.text_encoder().to(device)
@@ -204,8 +208,8 @@ def prepare_clips(source: ModelSource, clips: list[VideoClip], prompts: list[str
     extra_embeddings = encode_prompts(text_encoder, tokenizer, list(extra)) if extra else None
     del text_encoder
     free_memory(device)
-    encoded = [TrainingClip(z, embeddings[i:i + 1], Path(clip.path).name)
-               for i, (z, clip) in enumerate(zip(latents, clips))]
+    encoded = [TrainingClip(z, embeddings[i:i + 1], Path(clips[i].path).name + (f" recoloured {k}" if k else ""),
+                            motion_only=k > 0) for z, (_, i, k) in zip(latents, copies)]
     return encoded, extra_embeddings
 
 
@@ -219,9 +223,9 @@ class VideoTrainingSource:
         self.validation_texts = validation
         self.validation: ValidationPrompt | None = None
 
-    def training_clips(self, device: torch.device) -> list[TrainingClip]:
+    def training_clips(self, device: torch.device, appearance_augment: int = 0, seed: int = 0) -> list[TrainingClip]:
         encoded, extra = prepare_clips(self.models, self.clips, self.prompts, self.tokenizer, device,
-                                       list(self.validation_texts or ()))
+                                       list(self.validation_texts or ()), appearance_augment, seed)
         if extra is not None:
             self.validation = ValidationPrompt(extra[:1].cpu(), extra[1:2].cpu())
         self.clips = []  # the frames; the latents are all training needs

@@ -40,6 +40,7 @@ from ..errors import SMAInputError
 # Target groups: full-match patterns for module names (any prefix before them is allowed).
 MOTION_TARGETS: Mapping[str, str] = {
     "attention": r"motion_modules\.\d+\.transformer_blocks\.\d+\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)",
+    "attention_qk": r"motion_modules\.\d+\.transformer_blocks\.\d+\.attn[12]\.(?:to_q|to_k)",
     "ff": r"motion_modules\.\d+\.transformer_blocks\.\d+\.ff\.net\.(?:0\.proj|2)",
     "proj": r"motion_modules\.\d+\.(?:proj_in|proj_out)",
 }
@@ -47,6 +48,9 @@ SPATIAL_TARGETS: Mapping[str, str] = {
     "attention": r"attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(?:to_q|to_k|to_v|to_out\.0)",
     "ff": r"attentions\.\d+\.transformer_blocks\.\d+\.ff\.net\.(?:0\.proj|2)",
 }
+ATTENTION_TARGETS = ("attention", "attention_qk")
+"""One of these is in every motion LoRA: all four attention projections, or queries and keys only (they route
+where frames look, the values and outputs carry what they see)."""
 MAX_RANK = 1024
 """The largest LoRA rank the pack trains or merges to."""
 CONTAINER = "sma_lora"  # attribute of a wrapped nn.Linear that holds its adapters (nn.ModuleDict)
@@ -62,7 +66,8 @@ class LoRAConfig:
         rank: inner dimension ``r`` (1..MAX_RANK).
         alpha: scale numerator; the update is multiplied by ``alpha / rank``. ``None`` means ``rank``
             (scale 1).
-        targets: layer groups: ``"attention"`` (always needed), ``"ff"``, ``"proj"`` (motion path only).
+        targets: layer groups: ``"attention"`` or ``"attention_qk"`` (one of them), ``"ff"``, ``"proj"`` (motion
+            path only).
         dropout: dropout on the adapter input while training (0 = off).
         dtype: dtype of the adapter weights (fp32 by default, also on an fp16 base).
         seed: seed of the ``down`` initialisation (``up`` starts at zero).
@@ -86,9 +91,10 @@ class LoRAConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise SMAInputError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}.")
         unknown = set(self.targets) - set(MOTION_TARGETS)
-        if unknown or "attention" not in self.targets:
+        if unknown or len(set(self.targets) & set(ATTENTION_TARGETS)) != 1:
             raise SMAInputError(
-                f"LoRA targets must include 'attention' and may add 'ff' and 'proj'; got {list(self.targets)}."
+                "LoRA targets must include 'attention' (or 'attention_qk': queries and keys only) and may add 'ff' "
+                f"and 'proj'; got {list(self.targets)}."
             )
         if not self.dtype.is_floating_point:
             raise SMAInputError(f"LoRA dtype must be a floating-point dtype, got {self.dtype}.")

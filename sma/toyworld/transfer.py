@@ -13,13 +13,19 @@ spatial LoRA off, as at inference) and measures, against the known M:
 - ``leak``: how much of A shows in B's samples. When B has other colours: the area of the largest blob of each
   of A's colours / A's area (0 = none). When B has A's colours (:func:`new_shape_and_background`): how far
   the background's brightness moved from B's towards A's (0 = B's, 1 = A's; NaN when the two are alike);
-- ``adherence``: the share of frames where B's shapes are found (1 = B is still B).
+- ``found``: the share of frames where B is identified by its colour AND its shape (kind, size, elongation;
+  :mod:`.identity`), so a recoloured copy of A does not count as B;
+- ``copied`` / ``copy_ratio``: the share of samples closer to the reference clip than to the ideal output
+  (B's appearance moving with M), and the median ratio of the two distances (:func:`.identity.copy_ratio`).
+
+The primary test (:func:`subject_tasks`) uses several B's that each differ from A in colour, shape and
+background, with A itself as the control.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +35,20 @@ from ..metrics import trajectory_fidelity
 from ..training import MOTION_ADAPTER, SPATIAL_ADAPTER
 from .base import sample
 from .codec import decode, embed_appearance, encode
+from .identity import copy_ratio, identified, shape_match
 from .tracker import Motion, colour_mask, main_blob, motion_error, track, wrap_half_turn
-from .world import GREY_RANGE, HUES_DEG, KINDS, Appearance, Nuisance, Scene, random_scenes, render, with_appearance
+from .world import (
+    GREY_RANGE,
+    HUES_DEG,
+    KINDS,
+    Appearance,
+    Nuisance,
+    Scene,
+    random_appearance,
+    random_scenes,
+    render,
+    with_appearance,
+)
 
 FRAMES = 8
 SIZE = 16
@@ -86,6 +104,33 @@ def make_task(family: str, seed: int, frames: int = FRAMES, size: int = SIZE,
     return TransferTask(family=family, seed=seed, reference=scene, frames=clip, latents=encode(clip),
                         tokens=embed_appearance(scene.appearance, 32, scene.width),
                         target=target, target_tokens=embed_appearance(target, 32, scene.width))
+
+
+def new_subject(appearance: Appearance, seed: int) -> Appearance:
+    """Another subject than the one-shape-or-two ``appearance`` (A), for the transfer test: hues far from all of
+    A's, another shape kind (one of the two others, by seed), a new size and elongation, the other texture, and
+    a new background (grey level at the far end of the range, other waves)."""
+    g = torch.Generator().manual_seed(10_007 + seed)
+    other = other_appearance(appearance, seed)
+    fresh = random_appearance(1, int(appearance.present[0].sum()), generator=g)
+    low, high = GREY_RANGE
+    grey = torch.where(appearance.grey > (low + high) / 2, low + 0.05 * torch.rand(1, generator=g),
+                       high - 0.05 * torch.rand(1, generator=g))
+    kind = (appearance.kind + 1 + seed % 2) % len(KINDS)
+    return replace(other, kind=kind, size=fresh.size, aspect=fresh.aspect, grey=grey, waves=fresh.waves)
+
+
+def subject_tasks(task: TransferTask, count: int) -> list[TransferTask]:
+    """The primary transfer test: ``count`` tasks on the same reference, each with a new subject B that differs from
+    A in colour, shape and background (:func:`new_subject`), then A itself as the control."""
+    subjects = [new_subject(task.reference.appearance, task.seed * 100 + k) for k in range(count)]
+    return [*(retarget(task, b) for b in subjects), retarget(task, task.reference.appearance)]
+
+
+def is_reference(task: TransferTask) -> bool:
+    """True when B is A: the control, where the ideal output is the reference clip."""
+    a, b = task.reference.appearance, task.target
+    return all(torch.equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
 
 
 def retarget(task: TransferTask, target: Appearance) -> TransferTask:
@@ -148,12 +193,25 @@ def background_brightness(frames: Tensor, colours: Tensor) -> float:
 
 @dataclass
 class SampleScores:
-    """Scores of samples of appearance B against motion M (means over samples and shapes)."""
+    """Scores of samples of appearance B against motion M (means over samples and shapes; NaN where undefined).
+
+    ``found``: the share of frames where B is identified, by colour AND shape (:mod:`.identity`). ``copied``: the
+    share of samples closer (pixel MSE) to the reference clip than to the ideal output, B moving with M;
+    ``copy_ratio``: the median of MSE to the reference / MSE to the ideal (below 1 = closer to the reference).
+    Both are NaN when B is A (the control: the ideal output is the reference itself).
+    """
 
     error: float
     fidelity: float
     leak: float
-    adherence: float
+    found: float
+    copied: float
+    copy_ratio: float
+
+
+def _shape_identified(clip: Tensor, t, task: TransferTask, p: int) -> Tensor:
+    own, other = shape_match(clip, t, task.target, task.reference.appearance, p, task.target.colours()[0, p])
+    return identified(own, other)
 
 
 def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
@@ -161,18 +219,20 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
     ref, target = task.reference, task.target
     colours_b, colours_a = target.colours()[0], ref.appearance.colours()[0]
     same_colours = bool(torch.allclose(colours_a, colours_b))
+    control = is_reference(task)
+    ideal = render(task.target_scene())[0]
     background_a = background_b = None
-    if same_colours:  # A's colour leak cannot be told from B itself: measure A's background instead
+    if same_colours and not control:  # A's colour leak cannot be told from B itself: measure A's background
         background_a = background_brightness(task.frames, colours_a)
-        background_b = background_brightness(render(task.target_scene())[0], colours_b)
+        background_b = background_brightness(ideal, colours_b)
         if abs(background_a - background_b) < MIN_BACKGROUND_CONTRAST:
             background_a = None
-    errors, fidelities, leaks, found = [], [], [], []
+    errors, fidelities, leaks, found, ratios = [], [], [], [], []
     for clip in frames:
         for p in range(int(target.present[0].sum())):
             radius = float(target.radius()[0, p])
             t = track(clip, colours_b[p], float(target.area()[0, p]), radius)
-            found.append(t.found.float().mean())
+            found.append(_shape_identified(clip, t, task, p).float().mean())
             truth = (ref.poses.centres()[0, p].double(), ref.poses.angle[0, p].double(), ref.poses.scale[0, p].double())
             error = motion_error(Motion.of_track(t), Motion.of_poses(*truth), radius)
             if bool((~error.isnan()).any()):
@@ -187,8 +247,13 @@ def score_samples(frames: Tensor, task: TransferTask) -> SampleScores:
         if same_colours and background_a is not None:
             moved = background_brightness(clip, colours_b) - background_b
             leaks.append(torch.tensor(moved / (background_a - background_b)))
+        if not control:
+            ratios.append(copy_ratio(clip, task.frames, ideal))
     mean = lambda values: float(torch.stack(values).mean()) if values else float("nan")  # noqa: E731
-    return SampleScores(error=mean(errors), fidelity=mean(fidelities), leak=mean(leaks), adherence=mean(found))
+    copied = sum(r < 1.0 for r in ratios) / len(ratios) if ratios else float("nan")
+    median = float(torch.tensor(ratios).median()) if ratios else float("nan")
+    return SampleScores(error=mean(errors), fidelity=mean(fidelities), leak=mean(leaks), found=mean(found),
+                        copied=copied, copy_ratio=median)
 
 
 @torch.no_grad()

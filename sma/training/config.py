@@ -40,7 +40,8 @@ class MotionLoRASettings:
     Attributes:
         rank: inner dimension ``r``.
         alpha: scale numerator (update times ``alpha / rank``); None = the rank (scale 1).
-        targets: layer groups of the motion modules: "attention" (always), "ff", "proj".
+        targets: layer groups of the motion modules: "attention" (or "attention_qk": queries and keys only), "ff",
+            "proj".
     """
 
     rank: int = setting(32, low=1, high=MAX_RANK, whole=True)
@@ -120,12 +121,15 @@ class SamplingSettings:
         window: training window in frames; None = the shortest clip, capped at the motion module's
             positional-encoding length (24 for v1, 32 for v2/v3).
         timestep_min / timestep_max: inclusive range of training timesteps (0..num_train_timesteps-1).
+        appearance_augment: recoloured copies of each reference clip for the motion path (:mod:`sma.augment`;
+            the source makes them before encoding; 0 = none).
     """
 
     seed: int = setting(0, low=0, high=MAX_SEED, whole=True)
     window: int | None = setting(None, low=2, whole=True, optional=True, hint=" (motion needs at least 2 frames)")
     timestep_min: int = setting(0, low=0, whole=True)
     timestep_max: int = setting(999, low=0, whole=True)
+    appearance_augment: int = setting(0, low=0, high=16, whole=True, hint=" (0 = off)")
 
     def __post_init__(self) -> None:
         check_limits(self)
@@ -183,6 +187,9 @@ class ValidationSettings:
         validation_every: a validation sample (``sma.training.samples``) every N steps (0 = never).
         validation_steps / validation_guidance / validation_seed: its DDIM steps, classifier-free guidance
             (with a negative prompt) and the seed of its own noise.
+        gradient_share_every: every N steps, measure the SMA terms' gradient on the motion LoRA against the
+            denoising (+ debiased) loss's (``sma.training.gradient_share``; one extra backward of the SMA terms;
+            0 = never).
     """
 
     preview_every: int = setting(0, low=0, high=MAX_STEPS, whole=True, hint=" (0 = off)")
@@ -190,6 +197,7 @@ class ValidationSettings:
     validation_steps: int = setting(8, low=1, high=1000, whole=True)
     validation_guidance: float = setting(7.5, low=1.0, high=30.0)
     validation_seed: int = setting(0, low=0, high=MAX_SEED, whole=True)
+    gradient_share_every: int = setting(50, low=0, high=MAX_STEPS, whole=True, hint=" (0 = off)")
 
     def __post_init__(self) -> None:
         check_limits(self)

@@ -23,11 +23,15 @@ class TrainingClip:
         latents: clean latents ``[F, C, h, w]`` already multiplied by the VAE scaling factor (SD1.5: C=4).
         text_embedding: prompt embedding ``[1, T, D]`` (SD1.5: T=77, D=768; an empty prompt is fine).
         name: shown in error messages.
+        motion_only: a copy made for the motion path only (e.g. a recoloured one, :mod:`sma.augment`): steps that
+            draw it train no spatial LoRA and run the temporal pass with the spatial LoRA off, so the look of the
+            copy goes nowhere and the motion LoRA cannot lean on the original's look.
     """
 
     latents: torch.Tensor
     text_embedding: torch.Tensor
     name: str = ""
+    motion_only: bool = False
 
     def label(self, index: int) -> str:
         return f"clip {index}" + (f" ({self.name})" if self.name else "")

@@ -32,8 +32,10 @@ PARTIAL_SUFFIX = "_partial"
 class TrainingSource(Protocol):
     """Where a run's clips and model come from; asked once each, clips first."""
 
-    def training_clips(self, device: torch.device) -> list[TrainingClip]:
-        """The reference clips as latents ``[F, C, h, w]`` + text embeddings ``[1, T, D]`` (encoders freed after)."""
+    def training_clips(self, device: torch.device, appearance_augment: int = 0, seed: int = 0) -> list[TrainingClip]:
+        """The reference clips as latents ``[F, C, h, w]`` + text embeddings ``[1, T, D]`` (encoders freed after),
+        each followed by ``appearance_augment`` motion-only recoloured copies (:func:`sma.augment.colour_variants`
+        of its frames with seed ``seed``, encoded the same way, with the clip's prompt)."""
 
     def motion_unet(self, dtype: torch.dtype) -> nn.Module:
         """The ``UNetMotionModel`` to train, in ``dtype``; the source may drop its weights afterwards."""
@@ -87,7 +89,7 @@ def train_motion_lora(source: TrainingSource, config: TrainConfig, out: str | Pa
     device = torch.device(device)
     weight_dtype = resolve_precision(config.memory.precision, device).weight_dtype  # refused before any work if unusable
     check_writable(Path(out).parent)  # a read-only or full folder fails now, not after the training
-    clips = source.training_clips(device)
+    clips = source.training_clips(device, config.sampling.appearance_augment, config.sampling.seed)
     if validation is None and hasattr(source, "validation_prompt"):
         validation = source.validation_prompt()
     free_memory(device)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ class StepReport:
     learning_rates: dict[str, float]
     grad_norms: dict[str, float]
     seconds: float
+    sma_gradient_share: float | None = None
+    """On measuring steps (``gradient_share_every``): |grad of the SMA terms| / |grad of the rest| on the motion
+    LoRA (:mod:`sma.training.gradient_share`); else None."""
 
 
 @dataclass
@@ -53,6 +56,7 @@ class TrainResult:
             ``alpha / rank`` baked into ``up`` (fp16); not loadable by ADE.
         checkpoint: path of the last checkpoint written, or None.
         last_validation: the last validation sample ``[F, 3, h, w]`` or None.
+        gradient_shares: ``{step: SMA gradient share}`` of the measuring steps of this run.
     """
 
     lora_state: dict[str, torch.Tensor]
@@ -64,3 +68,4 @@ class TrainResult:
     spatial_state: dict[str, dict[str, torch.Tensor]] | None = None
     checkpoint: Path | None = None
     last_validation: torch.Tensor | None = None
+    gradient_shares: dict[int, float] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,6 +62,7 @@ from .model import (
 from .objectives import debiased_mse, diffusion_target, prediction_type
 from .optim import check_optimizer_available, clip_group, lr_factor, make_optimizer
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
+from .gradient_share import gradient_share, sma_gradient
 from .hooks import CheckpointHook, PreviewHook, StepHook, ValidationHook
 from .samples import ValidationPrompt, ValidationSampler
 
@@ -117,6 +119,8 @@ class Trainer:
         self._ready = False
         self._ran = False
         self._done: tuple[int, list[dict[str, float]]] | None = None  # (step, history) after a step of this run
+        self._share: torch.Tensor | None = None  # this step's SMA gradient share, on measuring steps
+        self.gradient_shares: dict[int, float] = {}  # step -> SMA gradient share, this run's measuring steps
 
     # --- set-up ---------------------------------------------------------------------------------------
 
@@ -137,7 +141,10 @@ class Trainer:
         """The SMA loss for the config, checked on a small dummy window (e.g. too many wavelet levels)."""
         if not self.config.sma_enabled:
             return None
-        loss = SMALoss(self.config.sma, check_finite=False)  # the trainer checks its losses once per step
+        sampling = self.config.sampling
+        trained = self.scheduler.alphas_cumprod[sampling.timestep_min:sampling.timestep_max + 1]
+        loss = SMALoss(self.config.sma, check_finite=False,  # the trainer checks its losses once per step
+                       trained_alphas_cumprod=trained)
         probe = torch.zeros(1, self.window, int(self.unet.config.in_channels), 8, 8)
         loss(probe, probe)
         return loss
@@ -214,9 +221,10 @@ class Trainer:
         return loss.detach()
 
     def _temporal_pass(self, batch: Batch, x_t: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
-                       anchor: torch.Tensor, spatial_on: bool,
-                       want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
-        """Temporal loss on whole windows (+ SMA); backward done.
+                       anchor: torch.Tensor, spatial_on: bool, want_z0_hat: bool,
+                       measure_share: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """Temporal loss on whole windows (+ SMA); backward done. With ``measure_share`` (the first micro-batch of a
+        measuring step) also the SMA gradient share, kept as :attr:`_share` (:mod:`.gradient_share`).
 
         Returns the detached loss parts (0-d device tensors), whether the model's output held a NaN or inf (a 0-d
         bool device tensor; :meth:`_check_and_step` checks both) and ``z0_hat[0]`` ``[F, C, h, w]`` when
@@ -241,13 +249,18 @@ class Trainer:
                              sma_local_amplitude=sma_out.local_amplitude, sma_local_phase=sma_out.local_phase)
                 total = total + sma_out.total
             parts["temporal"] = total
+            sma_grads = sma_gradient(sma_out.total, self.temporal_params) if measure_share and "sma" in parts else None
             self._backward(total)
+            if sma_grads is not None:
+                unscale = self.config.schedule.grad_accum / float(self.grad_scaler.get_scale())
+                totals = [torch.zeros_like(p) if p.grad is None else p.grad * unscale for p in self.temporal_params]
+                self._share = gradient_share(sma_grads, totals)
         detached = {k: v.detach() for k, v in parts.items()}
         preview = z0_hat[0].detach() if want_z0_hat and z0_hat is not None else None
         return detached, ~torch.isfinite(pred.detach()).all(), preview
 
-    def _micro_step(self, micro_step: int,
-                    want_z0_hat: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    def _micro_step(self, micro_step: int, want_z0_hat: bool,
+                    measure_share: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Draw a batch, its timesteps, noise, anchors and spatial frames; run both paths (backward done).
 
         Returns the loss parts, whether the model's output held a NaN or inf, and ``z0_hat[0]`` (see
@@ -267,10 +280,12 @@ class Trainer:
         x_t = self.scheduler.add_noise(z0, noise, t)
         target = diffusion_target(self.scheduler, z0, noise, t)
         losses: dict[str, torch.Tensor] = {}
-        spatial_on = bool(self.spatial_params) and not skip_spatial
+        spatial_on = bool(self.spatial_params) and not skip_spatial and not any(
+            self.clips[i].motion_only for i in indices)
         if spatial_on:
             losses["spatial"] = self._spatial_pass(x_t, target, t, batch.text, spatial_frame)
-        temporal, bad_output, z0_hat = self._temporal_pass(batch, x_t, target, t, anchor, spatial_on, want_z0_hat)
+        temporal, bad_output, z0_hat = self._temporal_pass(batch, x_t, target, t, anchor, spatial_on, want_z0_hat,
+                                                           measure_share)
         losses.update(temporal)
         return losses, bad_output, z0_hat
 
@@ -373,9 +388,13 @@ class Trainer:
         micro_parts: list[dict[str, torch.Tensor]] = []
         nonfinite: list[torch.Tensor] = []
         z0_hat = None
+        every = cfg.validation.gradient_share_every
+        self._share = None
         for micro in range(cfg.schedule.grad_accum):
             last = micro == cfg.schedule.grad_accum - 1
-            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.schedule.grad_accum + micro, want_estimate and last)
+            measure = bool(every) and micro == 0 and (step == 1 or step % every == 0)
+            parts, bad_output, z0_hat = self._micro_step((step - 1) * cfg.schedule.grad_accum + micro,
+                                                         want_estimate and last, measure)
             micro_parts.append(parts)
             nonfinite.append(bad_output)
         read, rates, norms = self._check_and_step(step, micro_parts, nonfinite)
@@ -385,7 +404,9 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + value
         losses = {name: value / cfg.schedule.grad_accum for name, value in sums.items()}
         losses["loss"] = losses["temporal"] + losses.get("spatial", 0.0)
-        report = StepReport(step, cfg.schedule.steps, dict(losses), rates, norms, time.perf_counter() - started)
+        share = float(self._share) if self._share is not None else None  # a measuring step's own sync
+        report = StepReport(step, cfg.schedule.steps, dict(losses), rates, norms, time.perf_counter() - started,
+                            sma_gradient_share=share)
         return losses, report, z0_hat
 
     def run(self, callbacks: TrainCallbacks | None = None, resume_from: str | Path | None = None,
@@ -426,6 +447,8 @@ class Trainer:
                     step += 1
                     losses, report, z0_hat = self._train_step(step, any(h.wants_estimate(step) for h in every))
                     history.append(losses)
+                    if report.sma_gradient_share is not None:
+                        self.gradient_shares[step] = report.sma_gradient_share
                     self._done = (step, history)
                     if cb.on_step is not None:
                         cb.on_step(report)
@@ -443,6 +466,7 @@ class Trainer:
                     spatial_state=self._spatial_state() if cfg.spatial.keep_spatial and self.spatial_params else None,
                     checkpoint=self.last_checkpoint,
                     last_validation=validation.last if validation is not None else None,
+                    gradient_shares=dict(self.gradient_shares),
                 )
         finally:
             if self._ready:
@@ -489,7 +513,8 @@ class Trainer:
         return {
             "trainer": "sma", "version": __version__, "family": self.family, "base": self.base.name,
             "frames": self.window, "width": w * px, "height": h * px, "sizes": [list(s) for s in sizes],
-            "clips": len(self.clips), "steps_done": step, "stopped_early": stopped_early,
+            "clips": sum(not c.motion_only for c in self.clips), "steps_done": step, "stopped_early": stopped_early,
             **metadata_settings(cfg),
+            "sma_gradient_share": statistics.median(self.gradient_shares.values()) if self.gradient_shares else None,
             "prediction_type": self.prediction_type, "precision_used": self.precision.name,
         }
