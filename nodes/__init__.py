@@ -7,7 +7,7 @@ from .merge import MergeMotionLoRAs
 from .metrics import MotionFidelity
 from .prompt_inputs import register_prompt_filter
 from .spectra import VisualizeSpectra
-from .train import AddReferenceClip, SMALossOptions, TrainMotionLoRA
+from .train import AddReferenceClip, SMALossOptions, SMAMotionOptions, TrainMotionLoRA
 from .video import LoadReferenceVideo
 
 register_model_folders()
@@ -17,6 +17,7 @@ NODE_CLASSES: list[type[io.ComfyNode]] = [
     TrainMotionLoRA,
     AddReferenceClip,
     SMALossOptions,
+    SMAMotionOptions,
     ApplyMotionLoRA,
     MergeMotionLoRAs,
     VisualizeSpectra,

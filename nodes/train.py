@@ -35,6 +35,9 @@ from .common import CATEGORY, MOTION_MODELS_FOLDER, motion_lora_folder, user_err
 log = logging.getLogger("comfyui-sma")
 ReferenceClips = io.Custom("SMA_REFERENCE_CLIPS")
 LossOptions = io.Custom("SMA_LOSS_OPTIONS")
+MotionOptions = io.Custom("SMA_MOTION_OPTIONS")
+TARGET_CHOICES = ("attention", "attention_qk", "attention,ff", "attention,ff,proj", "attention_qk,ff,proj")
+"""The motion LoRA's layer groups the Motion Options node offers (comma lists of ``targets``)."""
 PREVIEW_MAX_SIZE = 512
 NODE_CHECKPOINT_EVERY = 100
 NODE_PREVIEW_EVERY = 25
@@ -209,6 +212,9 @@ class TrainMotionLoRA(io.ComfyNode):
                                       tooltip="What validation samples show (a new subject doing the learned motion)."),
                 io.Conditioning.Input("validation_negative", optional=True,
                                       tooltip="Negative prompt of validation samples (turns on guidance 7.5)."),
+                MotionOptions.Input("motion_options", optional=True,
+                                    tooltip="Where the motion LoRA sits and recoloured copies against copying the "
+                                            "clip's look, from SMA Motion Options (default: its defaults)."),
             ],
             outputs=[
                 io.String.Output(display_name="lora_name", tooltip="The saved file, as listed in animatediff_motion_lora."),
@@ -223,7 +229,7 @@ class TrainMotionLoRA(io.ComfyNode):
                 learning_rate: float, spatial_learning_rate: float, rank: int, sma_mode: str, lambda_global: float,
                 lambda_local: float, wavelet_levels: int, spatial_path: bool, seed: int, checkpoint_every: int,
                 preview_every: int, resume: bool, more_clips=None, loss_options=None, validation_every: int = 0,
-                validation_prompt=None, validation_negative=None) -> io.NodeOutput:
+                validation_prompt=None, validation_negative=None, motion_options=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
         with user_errors("Train Motion LoRA"):
@@ -235,7 +241,8 @@ class TrainMotionLoRA(io.ComfyNode):
                 "rank": rank, "sma_mode": sma_mode, "lambda_global": lambda_global, "lambda_local": lambda_local,
                 "wavelet_levels": wavelet_levels, "spatial_path": spatial_path, "seed": seed,
                 "checkpoint_every": checkpoint_every, "checkpoint_dir": checkpoint_dir,
-                "preview_every": preview_every, "validation_every": validation_every, **(loss_options or {})}))
+                "preview_every": preview_every, "validation_every": validation_every, **(loss_options or {}),
+                **(motion_options or {})}))
             validation = _validation_prompt(validation_every, validation_prompt, validation_negative)
             motion_path = folder_paths.get_full_path_or_raise(MOTION_MODELS_FOLDER, motion_model)
             mm.unload_all_models()  # frees VRAM and restores unpatched base weights
@@ -317,6 +324,40 @@ class SMALossOptions(io.ComfyNode):
         with user_errors("SMA Loss Options"):
             options = loss_options(level_weights, wavelet, wavelet_mode, weight_delta, weight_base,
                                    weight_sharpness, snr_gamma, phase_loss)
+            TrainConfig.from_flat(options)  # check now, at the node that holds the bad value
+        return io.NodeOutput(options)
+
+
+class SMAMotionOptions(io.ComfyNode):
+    """The motion LoRA's placement and appearance augmentation, for Train Motion LoRA's ``motion_options`` input."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SMA_MotionOptions",
+            display_name="SMA Motion Options (SMA)",
+            category=f"{CATEGORY}/train",
+            description=("Settings against a motion LoRA that copies its clip instead of learning its motion; "
+                         "connect to Train Motion LoRA's motion_options."),
+            inputs=[
+                io.Combo.Input("targets", options=list(TARGET_CHOICES), default=",".join(DEFAULTS["targets"]),
+                               tooltip="Motion-module layers the LoRA trains: attention (queries, keys, values, "
+                                       "outputs), attention_qk (queries and keys only: where frames look, not what "
+                                       "they carry), optionally the feed-forward (ff) and projection (proj) layers."),
+                setting_input("appearance_augment", "Recoloured copies of each clip (hue, saturation, contrast, "
+                                                    "grey; the same for all its frames) that only the motion LoRA "
+                                                    "sees, so the clip's colours are no cue (0 = off)."),
+                setting_input("gradient_share_every", "Every N steps, log how much of the motion LoRA's gradient "
+                                                      "comes from SMA against the denoising loss (0 = never)."),
+            ],
+            outputs=[MotionOptions.Output(display_name="motion_options")],
+        )
+
+    @classmethod
+    def execute(cls, targets: str, appearance_augment: int, gradient_share_every: int) -> io.NodeOutput:
+        options = {"targets": tuple(t.strip() for t in targets.split(",")), "appearance_augment": appearance_augment,
+                   "gradient_share_every": gradient_share_every}
+        with user_errors("SMA Motion Options"):
             TrainConfig.from_flat(options)  # check now, at the node that holds the bad value
         return io.NodeOutput(options)
 

@@ -16,6 +16,7 @@ EXPECTED_NODES = {
     "SMA_TrainMotionLoRA",
     "SMA_AddReferenceClip",
     "SMA_LossOptions",
+    "SMA_MotionOptions",
     "SMA_ApplyMotionLoRA",
     "SMA_MergeMotionLoRAs",
     "SMA_VisualizeSpectra",

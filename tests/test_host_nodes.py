@@ -276,3 +276,19 @@ def test_one_queue_trains_and_generates_with_the_new_lora(host, trained):
     # without the link, a missing file is a validation error that names the node's input
     valid, _, _, node_errors = comfy_host.validate(generate_prompt(motion, "not_trained_yet.safetensors"))
     assert not valid and "no motion LoRA named 'not_trained_yet.safetensors'" in str(node_errors["lora"])
+
+
+def test_motion_options_node_reaches_the_trainer(host, trained):
+    """Placement and recoloured copies from SMA Motion Options end up in the run (and its metadata)."""
+    comfy_host, _, lora_dir, made, motion = host
+    name = "host_test_motion_options"
+    made.add(f"{name}.safetensors")
+    prompt = train_prompt(motion, lora_name=name, steps=1, spatial_path=False, preview_every=0,
+                          motion_options=link("motion"))
+    prompt["motion"] = {"class_type": "SMA_MotionOptions", "inputs": {
+        "targets": "attention_qk", "appearance_augment": 2, "gradient_share_every": 1}}
+    comfy_host.run(prompt)
+    state, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
+    assert metadata["targets"] == ["attention_qk"] and metadata["appearance_augment"] == 2
+    assert metadata["clips"] == 1 and metadata["sma_gradient_share"] > 0  # the copies are not clips of their own
+    assert {k.split(".")[-3] for k in state} == {"to_q_lora", "to_k_lora"}  # queries and keys only

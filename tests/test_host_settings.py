@@ -6,7 +6,7 @@ from __future__ import annotations
 from sma.training import DEFAULTS
 from sma.training.config import SETTINGS, limit, to_interface
 
-NODE_SETTINGS = ("SMA_TrainMotionLoRA", "SMA_LossOptions")
+NODE_SETTINGS = ("SMA_TrainMotionLoRA", "SMA_LossOptions", "SMA_MotionOptions")
 
 
 def test_each_node_input_that_is_a_setting_has_its_name_default_and_bounds(comfy_host):
@@ -30,7 +30,9 @@ def test_each_node_input_that_is_a_setting_has_its_name_default_and_bounds(comfy
             else:
                 assert kind in ("BOOLEAN", "STRING"), (name, kind)
             if name not in ("checkpoint_every", "preview_every"):  # the node checkpoints and previews by default
-                assert options["default"] == to_interface(name, DEFAULTS[name]) or (
-                    name == "level_weights" and options["default"] == ""), name
+                expected = to_interface(name, DEFAULTS[name])
+                expected = ",".join(map(str, expected)) if isinstance(expected, list) else expected
+                assert options["default"] == expected, name
     assert {"steps", "learning_rate", "rank", "sma_mode", "wavelet_levels", "seed", "snr_gamma", "weight_delta",
-            "phase_loss", "wavelet_mode", "level_weights", "validation_every"} <= seen
+            "phase_loss", "wavelet_mode", "level_weights", "validation_every", "targets", "appearance_augment",
+            "gradient_share_every"} <= seen
