@@ -54,6 +54,9 @@ RECIPES = {
     "augment_oracle": Recipe(AUGMENT, matching_tokens=True),
     "augment_qk": Recipe({**AUGMENT, "targets": ("attention_qk",)}),
     "augment_attention": Recipe({**AUGMENT, "targets": ("attention",)}),
+    "vmc": Recipe({"objective": "vmc"}),
+    "vmc_attention": Recipe({"objective": "vmc", "targets": ("attention",)}),
+    "augment_vmc": Recipe({**AUGMENT, "objective": "vmc"}),
     "off": Recipe({"sma_mode": "off"}),
     "paper": Recipe({"sma_mode": "paper"}),
 }

@@ -347,6 +347,9 @@ class SMAMotionOptions(io.ComfyNode):
                 setting_input("appearance_augment", "Recoloured copies of each clip (hue, saturation, contrast, "
                                                     "grey; the same for all its frames) that only the motion LoRA "
                                                     "sees, so the clip's colours are no cue (0 = off)."),
+                setting_input("objective", "What the motion path fits: motiondirector (the noise, plus its "
+                                           "appearance-debiased form) or vmc (only the direction of the noise's "
+                                           "frame-to-frame change, as VMC)."),
                 setting_input("gradient_share_every", "Every N steps, log how much of the motion LoRA's gradient "
                                                       "comes from SMA against the denoising loss (0 = never)."),
             ],
@@ -354,9 +357,10 @@ class SMAMotionOptions(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, targets: str, appearance_augment: int, gradient_share_every: int) -> io.NodeOutput:
+    def execute(cls, targets: str, appearance_augment: int, objective: str, gradient_share_every: int
+                ) -> io.NodeOutput:
         options = {"targets": tuple(t.strip() for t in targets.split(",")), "appearance_augment": appearance_augment,
-                   "gradient_share_every": gradient_share_every}
+                   "objective": objective, "gradient_share_every": gradient_share_every}
         with user_errors("SMA Motion Options"):
             TrainConfig.from_flat(options)  # check now, at the node that holds the bad value
         return io.NodeOutput(options)

@@ -286,9 +286,10 @@ def test_motion_options_node_reaches_the_trainer(host, trained):
     prompt = train_prompt(motion, lora_name=name, steps=1, spatial_path=False, preview_every=0,
                           motion_options=link("motion"))
     prompt["motion"] = {"class_type": "SMA_MotionOptions", "inputs": {
-        "targets": "attention_qk", "appearance_augment": 2, "gradient_share_every": 1}}
+        "targets": "attention_qk", "appearance_augment": 2, "objective": "vmc", "gradient_share_every": 1}}
     comfy_host.run(prompt)
     state, metadata = load_motion_lora(lora_dir / f"{name}.safetensors")
     assert metadata["targets"] == ["attention_qk"] and metadata["appearance_augment"] == 2
+    assert metadata["objective"] == "vmc"
     assert metadata["clips"] == 1 and metadata["sma_gradient_share"] > 0  # the copies are not clips of their own
     assert {k.split(".")[-3] for k in state} == {"to_q_lora", "to_k_lora"}  # queries and keys only

@@ -35,4 +35,4 @@ def test_each_node_input_that_is_a_setting_has_its_name_default_and_bounds(comfy
                 assert options["default"] == expected, name
     assert {"steps", "learning_rate", "rank", "sma_mode", "wavelet_levels", "seed", "snr_gamma", "weight_delta",
             "phase_loss", "wavelet_mode", "level_weights", "validation_every", "targets", "appearance_augment",
-            "gradient_share_every"} <= seen
+            "gradient_share_every", "objective"} <= seen

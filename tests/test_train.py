@@ -48,7 +48,7 @@ from sma.training.memory import (
     motion_modules_bypassed,
     set_attention_slicing,
 )
-from sma.training.objectives import diffusion_target
+from sma.training.objectives import diffusion_target, residual_alignment
 from sma.training.gradient_share import gradient_share, sma_gradient
 from sma.training.optim import lr_factor
 from sma.training.config import SECTIONS, SETTINGS, MotionLoRASettings, saved_config
@@ -876,3 +876,24 @@ def test_plus_timestep_weight_averages_one_over_the_trained_timesteps():
     torch.testing.assert_close(weighted.timestep_weight, raw[pick - 400] / raw.mean())
     unnormalised = SMALoss(SMAConfig())(z, z.flip(1), abar[pick])
     torch.testing.assert_close(weighted.total, unnormalised.total / raw.mean())
+
+
+def test_vmc_residual_alignment_is_one_minus_the_cosine_of_frame_changes():
+    rng = np.random.default_rng(3)
+    pred, target = rng.standard_normal((2, 5, 4, 3, 3)), rng.standard_normal((2, 5, 4, 3, 3))
+    dp = (pred[:, 1:] - pred[:, :-1]).reshape(2, 4, -1)
+    dt = (target[:, 1:] - target[:, :-1]).reshape(2, 4, -1)
+    cos = (dp * dt).sum(-1) / np.linalg.norm(dp, axis=-1) / np.linalg.norm(dt, axis=-1)
+    got = residual_alignment(torch.from_numpy(pred), torch.from_numpy(target))
+    assert float(got) == pytest.approx(float(np.mean(1 - cos)), rel=1e-10)
+    same = torch.from_numpy(target)
+    assert float(residual_alignment(2 * same + 1, same)) == pytest.approx(0.0, abs=1e-12)  # scale, offset: no matter
+
+
+def test_vmc_objective_trains_on_the_residual_alignment_alone():
+    config = TrainConfig.from_flat(steps=2, objective="vmc", spatial_skip_prob=0.0, **FAST)
+    result = Trainer(tiny_motion_unet("v3", seed=0), [clip()], make_noise_scheduler(), config).run()
+    assert {"vmc", "sma", "spatial"} <= set(result.losses[0]) and "mse" not in result.losses[0]
+    assert 0 < result.losses[0]["vmc"] < 2 and result.metadata["objective"] == "vmc"
+    with pytest.raises(SMAInputError, match="objective must be one of motiondirector, vmc"):
+        TrainConfig.from_flat(objective="mse")

@@ -56,6 +56,8 @@ CONFIG_OPTIONS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("weight_sharpness", float, "plus mode: exponent of the low-frequency weight map (0 = flat)"),
     ("snr_gamma", float, "plus mode: min-SNR gamma of the timestep weight (0 = off)"),
     ("phase_loss", str, "plus mode: phase distance, wrap (1 - cos) or raw (|dphi|)"),
+    ("objective", str, "what the temporal path fits: motiondirector (MSE + appearance-debiased MSE) or vmc (cosine "
+                       "alignment of the frame-to-frame changes of predicted and true noise)"),
     ("debias_weight", float, "weight of MotionDirector's appearance-debiased loss"),
     ("debias_beta", float, "beta of the appearance-debiased loss"),
     ("seed", int, "seed of every random choice"),

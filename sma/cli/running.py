@@ -92,7 +92,7 @@ def _postfix(report: StepReport, share: list[float]) -> dict[str, str]:
     (``share``, appended to here; one measurement swings with its timestep)."""
     if report.sma_gradient_share is not None:
         share.append(report.sma_gradient_share)
-    shown = {name: f"{report.losses[name]:.4f}" for name in ("loss", "mse", "sma") if name in report.losses}
+    shown = {name: f"{report.losses[name]:.4f}" for name in ("loss", "mse", "vmc", "sma") if name in report.losses}
     return shown | ({"sma_share": f"{statistics.median(share):.0%}"} if share else {})
 
 

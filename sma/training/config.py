@@ -26,6 +26,7 @@ from ..lora.adapters import MAX_RANK
 from ..validation import Limit, check_limits, setting
 
 OPTIMIZERS = ("adamw", "adamw8bit")
+OBJECTIVES = ("motiondirector", "vmc")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MAX_SEED = 0xFFFFFFFF
@@ -68,7 +69,6 @@ class SpatialSettings:
         spatial_learning_rate: its AdamW learning rate.
         spatial_skip_prob: share of steps trained without the spatial path (MotionDirector: 0.2).
         keep_spatial: also return the spatial LoRA (never part of the ADE motion-LoRA file).
-        debias_weight / debias_beta: weight and beta of MotionDirector's appearance-debiased loss.
     """
 
     spatial_path: bool = setting(True, switch=True)
@@ -76,6 +76,23 @@ class SpatialSettings:
     spatial_learning_rate: float = setting(1e-4, low=0, strict=True, high=1.0)
     spatial_skip_prob: float = setting(0.2, low=0, below=1.0)
     keep_spatial: bool = setting(False, switch=True)
+
+    def __post_init__(self) -> None:
+        check_limits(self)
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """What the temporal path fits (the SMA terms are added to it).
+
+    Attributes:
+        objective: "motiondirector" (MSE on the noise + the appearance-debiased MSE) or "vmc" (VMC's cosine
+            alignment of the frame residuals of the predicted and the true noise, no plain MSE;
+            ``sma.training.objectives.residual_alignment``).
+        debias_weight / debias_beta: weight and beta of MotionDirector's appearance-debiased loss.
+    """
+
+    objective: str = setting("motiondirector", choices=OBJECTIVES)
     debias_weight: float = setting(1.0, low=0)
     debias_beta: float = setting(1.0, low=0)
 
@@ -204,7 +221,8 @@ class ValidationSettings:
 
 
 SECTIONS: dict[str, type] = {
-    "sma": SMAConfig, "lora": MotionLoRASettings, "spatial": SpatialSettings, "schedule": ScheduleSettings,
+    "sma": SMAConfig, "objective": ObjectiveSettings, "lora": MotionLoRASettings, "spatial": SpatialSettings,
+    "schedule": ScheduleSettings,
     "sampling": SamplingSettings, "memory": MemorySettings, "checkpoint": CheckpointSettings,
     "validation": ValidationSettings,
 }
@@ -228,6 +246,7 @@ class TrainConfig:
     """
 
     sma: SMAConfig = field(default_factory=SMAConfig)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
     lora: MotionLoRASettings = field(default_factory=MotionLoRASettings)
     spatial: SpatialSettings = field(default_factory=SpatialSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -393,7 +412,7 @@ DEFAULTS: dict[str, Any] = TrainConfig().flat()
 """Default of every setting; the node and the command line take theirs from here."""
 
 __all__ = [
-    "CheckpointSettings", "DEFAULTS", "LR_SCHEDULES", "MemorySettings", "MotionLoRASettings", "OPTIMIZERS",
+    "CheckpointSettings", "DEFAULTS", "OBJECTIVES", "ObjectiveSettings", "LR_SCHEDULES", "MemorySettings", "MotionLoRASettings", "OPTIMIZERS",
     "PRECISIONS", "SECTIONS", "SETTINGS", "SMA_MODES", "SMA_OFF", "SamplingSettings", "ScheduleSettings",
     "SpatialSettings", "TrainConfig", "ValidationSettings", "from_interface", "limit", "metadata_settings",
     "saved_config", "setting_names", "to_interface",

@@ -1,4 +1,5 @@
-"""MotionDirector's training objectives: the diffusion target and the appearance-debiased loss.
+"""The temporal path's training objectives: the diffusion target, MotionDirector's appearance-debiased loss and
+VMC's residual alignment (:func:`residual_alignment`).
 
 Learned from MotionDirector and its AnimateDiff port: the temporal loss is
 ``MSE(pred, target) + MSE(debias(pred), debias(target))`` where ``debias`` subtracts an anchor frame,
@@ -38,6 +39,21 @@ def debias(x: torch.Tensor, anchor: torch.Tensor, beta: float = 1.0) -> torch.Te
 def debiased_mse(pred: torch.Tensor, target: torch.Tensor, anchor: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """MSE between the debiased prediction and target, both ``[B, F, C, H, W]``; a scalar."""
     return F.mse_loss(debias(pred, anchor, beta), debias(target, anchor, beta))
+
+
+def residual_alignment(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """VMC's motion distillation: ``1 - cos`` between the frame residuals of the prediction and the target.
+
+    ``pred``, ``target``: ``[B, F, C, H, W]`` (the predicted and the true noise, or v). The residual of frame
+    ``f`` is ``x[f + 1] - x[f]``; each is one vector ``[C * H * W]``, so only the direction of the change
+    between frames is fitted, not the frames themselves (there is no plain MSE). A scalar, mean over videos
+    and frame pairs.
+    """
+    if pred.shape[1] < 2:
+        raise SMAInputError("the residual alignment needs at least 2 frames.")
+    d_pred = (pred[:, 1:] - pred[:, :-1]).flatten(2)
+    d_target = (target[:, 1:] - target[:, :-1]).flatten(2)
+    return (1 - F.cosine_similarity(d_pred, d_target, dim=-1, eps=1e-8)).mean()
 
 
 ANIMATEDIFF_BETAS = ("linear", 0.00085, 0.012)

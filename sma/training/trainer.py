@@ -59,7 +59,7 @@ from .model import (
     place_model,
     release_inference_tensors,
 )
-from .objectives import debiased_mse, diffusion_target, prediction_type
+from .objectives import debiased_mse, diffusion_target, prediction_type, residual_alignment
 from .optim import check_optimizer_available, clip_group, lr_factor, make_optimizer
 from .reports import StepReport, TrainCallbacks, TrainingDiverged, TrainResult
 from .gradient_share import gradient_share, sma_gradient
@@ -238,8 +238,14 @@ class Trainer:
             with self.precision.autocast_context():
                 out = self.unet(x_t.transpose(1, 2), t, encoder_hidden_states=text).sample
             pred = out.transpose(1, 2).float()  # [B, F, C, h, w]
-            parts = {"mse": F.mse_loss(pred, target), "debias": debiased_mse(pred, target, anchor, cfg.spatial.debias_beta)}
-            total = parts["mse"] + cfg.spatial.debias_weight * parts["debias"]
+            objective = cfg.objective
+            if objective.objective == "vmc":
+                parts = {"vmc": residual_alignment(pred, target)}
+                total = parts["vmc"]
+            else:
+                parts = {"mse": F.mse_loss(pred, target),
+                         "debias": debiased_mse(pred, target, anchor, objective.debias_beta)}
+                total = parts["mse"] + objective.debias_weight * parts["debias"]
             z0_hat = None
             if self.sma_loss is not None or want_z0_hat:
                 z0_hat = tweedie_estimate(x_t, pred, abar, self.prediction_type)
