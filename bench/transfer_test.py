@@ -54,6 +54,8 @@ RECIPES = {
     "augment_oracle": Recipe(AUGMENT, matching_tokens=True),
     "augment_qk": Recipe({**AUGMENT, "targets": ("attention_qk",)}),
     "augment_attention": Recipe({**AUGMENT, "targets": ("attention",)}),
+    "qk_strong": Recipe({"targets": ("attention_qk",), "rank": 32, "learning_rate": 1e-2}),
+    "spatial_balanced": Recipe({"spatial_learning_rate": 3e-3}),
     "vmc": Recipe({"objective": "vmc"}),
     "vmc_attention": Recipe({"objective": "vmc", "targets": ("attention",)}),
     "augment_vmc": Recipe({**AUGMENT, "objective": "vmc"}),

@@ -36,9 +36,10 @@ def toy_train_config(steps: int, seed: int, *, rank: int = TOY_RANK, learning_ra
                      **settings) -> TrainConfig:
     """The toy recipe's :class:`TrainConfig`: fp32 and no gradient checkpointing (a tiny model on the CPU), SMA
     ``plus`` unless ``settings`` (any other training setting) say otherwise."""
-    return TrainConfig.from_flat(steps=steps, seed=seed, rank=rank, learning_rate=learning_rate,
-                                 spatial_learning_rate=learning_rate / 3, targets=targets, timestep_min=timestep_min,
-                                 precision="fp32", gradient_checkpointing=False, **{"sma_mode": "plus", **settings})
+    recipe = {"steps": steps, "seed": seed, "rank": rank, "learning_rate": learning_rate,
+              "spatial_learning_rate": learning_rate / 3, "targets": targets, "timestep_min": timestep_min,
+              "precision": "fp32", "gradient_checkpointing": False, "sma_mode": "plus"}
+    return TrainConfig.from_flat({**recipe, **settings})
 
 
 class ToyBaseSource:
