@@ -55,6 +55,7 @@ RECIPES = {
     "augment_qk": Recipe({**AUGMENT, "targets": ("attention_qk",)}),
     "augment_attention": Recipe({**AUGMENT, "targets": ("attention",)}),
     "qk_strong": Recipe({"targets": ("attention_qk",), "rank": 32, "learning_rate": 1e-2}),
+    "qk_long": Recipe({"targets": ("attention_qk",), "rank": 32, "learning_rate": 1e-2, "steps": 1200}),
     "spatial_balanced": Recipe({"spatial_learning_rate": 3e-3}),
     "vmc": Recipe({"objective": "vmc"}),
     "vmc_attention": Recipe({"objective": "vmc", "targets": ("attention",)}),
@@ -76,7 +77,9 @@ def execute(recipe_name: str, family: str, seed: int, steps: int, subjects: int,
     recipe = RECIPES[recipe_name]
     started = time.perf_counter()
     task = transfer.make_task(family, seed)
-    trainer = toy_trainer(task, toy_train_config(steps, seed, **recipe.settings),
+    settings = dict(recipe.settings)
+    steps = settings.pop("steps", steps)  # a recipe may train longer than the run's default
+    trainer = toy_trainer(task, toy_train_config(steps, seed, **settings),
                           matching_tokens=recipe.matching_tokens)
     result = trainer.run()
     trained = time.perf_counter() - started

@@ -91,7 +91,7 @@ def test_real_full_disk_keeps_every_existing_file(small_disk):
     (small_disk / "filler.bin").unlink()
     assert listing(small_disk) == sorted(before)  # no temp file left
     assert all((small_disk / name).read_bytes() == data for name, data in before.items())
-    assert load_motion_lora(lora)[1]["steps_done"] == 1 and load_checkpoint(checkpoint)[1]["step"] == 1
+    assert load_motion_lora(lora)[1]["steps"] == 1 and load_checkpoint(checkpoint)[1]["step"] == 1
     assert read_video(small_disk / "clip.mp4").frames.shape[0] == 4
 
 
