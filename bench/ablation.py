@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("results", nargs="+", metavar="RESULTS_JSONL")
     for sub in (run, merge):
         sub.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-        sub.add_argument("--out", default="docs/ablation", help="output folder (default: %(default)s)")
+        sub.add_argument("--out", default="docs/ablation/sma", help="output folder (default: %(default)s)")
         sub.add_argument("--device", default="cpu")
         sub.add_argument("--base", default=None, help="folder with toy base files (default: the shipped base)")
         sub.add_argument("--families", default=None, help="comma-separated motion families (default: the preset's)")
