@@ -8,6 +8,7 @@ root with the code of that format (commit d20c456)::
 
 ``tests/test_train.py`` resumes the checkpoint and reads the LoRA file with the current code.
 """
+import sys
 from pathlib import Path
 
 import torch
@@ -16,16 +17,10 @@ from sma.lora import save_motion_lora
 from sma.models.build import make_noise_scheduler, tiny_motion_unet
 from sma.training import TrainConfig, Trainer, TrainingClip
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_v1_checkpoint import square_clip  # noqa: E402  (the same clip)
+
 HERE = Path(__file__).resolve().parent
-
-
-def square_clip(frames: int = 8, size: int = 8) -> torch.Tensor:
-    """Latents ``[F, 4, size, size]``: a 3x3 square moving 1 px per frame to the right."""
-    z = torch.full((frames, 4, size, size), -0.5)
-    for f in range(frames):
-        z[f, :, 2:5, 1:4] = 1.0
-        z[f] = torch.roll(z[f], shifts=f, dims=-1)
-    return z
 
 
 if __name__ == "__main__":
