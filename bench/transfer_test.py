@@ -141,7 +141,13 @@ def table(rows: list[dict]) -> str:
                      f"{cell('copied')} | {cell('leak')} | {cell('control_error_ratio')} | {s['control_found']:.2f} | "
                      f"{s['sma_gradient_share']:.2f} |")
     goal = ", ".join(f"{m} {op} {bound}" for m, (op, bound) in GOAL.items())
-    return "\n".join(lines) + f"\n\nGoal (✓ where met): {goal}.\n"
+    families = ", ".join(sorted({r["family"] for r in rows}))
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows}))
+    intro = (f"# Transfer or copy: toy-world recipes on new subjects\n\nFamilies {families}; seeds {seeds}; per LoRA, "
+             "each new subject B (other colour, shape and background) and A itself (the control) sampled without "
+             "the LoRA and with it at strength 1 from the same noise. Means over families, seeds and subjects; "
+             "`bench/transfer_test.py` (its docstring has the command).\n\n")
+    return intro + "\n".join(lines) + f"\n\nGoal (✓ where met): {goal}.\n"
 
 
 def read_rows(path: Path) -> list[dict]:
